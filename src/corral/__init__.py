@@ -1,0 +1,49 @@
+"""corral: a job queue and scheduler for Python, on SQLite or Redis."""
+
+from corral.errors import (
+    BackendUnavailableError,
+    CorralError,
+    InvalidOptionError,
+    JobFailedError,
+    JobLockedError,
+    JobNotFoundError,
+    LockLostError,
+    PayloadTooLargeError,
+    RateLimited,
+    SerializationError,
+    UnrecoverableError,
+)
+from corral.job import Job
+from corral.job_state import JobState
+from corral.options import Backoff, Dedupe, JobOptions, JobSpec, Keep, QueueConfig, RateLimit
+from corral.queue import Queue
+from corral.worker import Worker, run_workers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "Backoff",
+    "CorralError",
+    "Dedupe",
+    "InvalidOptionError",
+    "Job",
+    "JobFailedError",
+    "JobLockedError",
+    "JobNotFoundError",
+    "JobOptions",
+    "JobSpec",
+    "JobState",
+    "Keep",
+    "LockLostError",
+    "PayloadTooLargeError",
+    "Queue",
+    "QueueConfig",
+    "RateLimit",
+    "RateLimited",
+    "SerializationError",
+    "UnrecoverableError",
+    "Worker",
+    "__version__",
+    "run_workers",
+]

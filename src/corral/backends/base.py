@@ -1,0 +1,343 @@
+"""The backend protocol: the atomic transitions every store implements.
+
+A backend moves jobs between states and decides nothing: retry-or-fail,
+backoff, validation and serialization happen in the backend-neutral core. Each
+method here is one transaction (one `BEGIN IMMEDIATE` on SQLite, one Lua script
+on Redis), so a crash at any instant leaves every job in exactly one state.
+
+Times are epoch milliseconds. A transition takes `now_ms`: the virtual clock's
+time when a test drives one, else None and the store's own clock decides; the
+transitions that schedule work return the time they used.
+
+Data, options, progress and return values cross this boundary as JSON text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from corral.job_state import JobState
+
+__all__ = [
+    "AddResult",
+    "Backend",
+    "Claimed",
+    "Complete",
+    "Fail",
+    "JobRecord",
+    "LockKeeper",
+    "NewJob",
+    "Outcome",
+    "RecoverResult",
+    "Release",
+    "Retention",
+    "RetryLater",
+    "SettleResult",
+    "StoredConfig",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many finished jobs of a state to keep: newest `count`, younger than `age_ms`."""
+
+    count: int | None
+    age_ms: int | None
+
+    @property
+    def keeps_all(self) -> bool:
+        """True when nothing is ever trimmed."""
+        return self.count is None and self.age_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to be written; `delay_ms` counts from the store's time."""
+
+    id: str
+    name: str
+    data: str
+    options: str
+    priority: int
+    lifo: bool
+    delay_ms: int | None
+    run_at_ms: int | None
+    tags: tuple[str, ...]
+    group: str | None
+    keep_completed: Retention
+    keep_failed: Retention
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """Everything stored about one job."""
+
+    id: str
+    name: str
+    data: str
+    options: str
+    state: JobState
+    priority: int
+    attempts_made: int
+    stalled_count: int
+    progress: str | None
+    return_value: str | None
+    failed_reason: str | None
+    stacktrace: str | None
+    created_at: int
+    processed_at: int | None
+    finished_at: int | None
+    run_at: int | None
+    tags: tuple[str, ...]
+    group: str | None
+    lock_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Per job: the stored record and whether this call created it."""
+
+    records: list[tuple[JobRecord, bool]]
+    now_ms: int
+    stale_config: bool = False
+    """True when the caller's config version was out of date: nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job a worker now holds, with the token that every transition out of active needs."""
+
+    record: JobRecord
+    token: str
+
+
+# -- outcomes: the transitions out of `active`, applied in batches by `settle` -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """The attempt succeeded: to `completed` (or removed, by the job's retention)."""
+
+    job_id: str
+    token: str
+    return_value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The attempt failed for good: to `failed` (or removed, by the job's retention)."""
+
+    job_id: str
+    token: str
+    reason: str
+    stacktrace: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """The attempt failed with attempts left: to `delayed` for `delay_ms` (0: `waiting`)."""
+
+    job_id: str
+    token: str
+    reason: str
+    stacktrace: str | None
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Hand the job back to `waiting` uncounted; `hold_ms` also holds the queue (RateLimited)."""
+
+    job_id: str
+    token: str
+    hold_ms: int = 0
+
+
+Outcome = Complete | Fail | RetryLater | Release
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    """What `settle` did: outcomes refused for a stale token, and the jobs newly claimed."""
+
+    refused: list[str]
+    claimed: list[Claimed]
+    now_ms: int
+    next_due_ms: int | None = None
+    """When the earliest delayed job falls due (None: no delayed job)."""
+    hold_until_ms: int | None = None
+    """When a `RateLimited` hold on the queue ends (None: no hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverResult:
+    """Jobs whose lock had lapsed: back to `waiting`, or `failed` after too many stalls."""
+
+    recovered: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfig:
+    """A queue's stored settings as JSON text (None: never configured) and their version."""
+
+    config: str | None
+    version: int
+
+
+ListableState = Literal["waiting", "delayed", "active", "completed", "failed", "waiting-children"]
+
+
+class LockKeeper(Protocol):
+    """A blocking handle for the lock-renewal thread, independent of any event loop."""
+
+    def extend_locks(
+        self, queue: str, tokens: Mapping[str, str], lock_ms: int, now_ms: int | None
+    ) -> list[str]:
+        """Extend the locks of jobs still held with these tokens; return the ids lost."""
+        ...
+
+    def close(self) -> None:
+        """Release the handle's connection."""
+        ...
+
+
+class Backend(Protocol):
+    """One store's implementation of the atomic transitions."""
+
+    kind: str
+    """`sqlite` or `redis`."""
+
+    async def ping(self) -> bool:
+        """True when the store answers; BackendUnavailableError otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def add(
+        self, queue: str, jobs: Sequence[NewJob], config_version: int, now_ms: int | None
+    ) -> AddResult:
+        """Write all `jobs` in one transaction; an id still stored returns that job unchanged."""
+        ...
+
+    async def get_config(self, queue: str) -> StoredConfig:
+        """The queue's stored settings."""
+        ...
+
+    async def set_config(self, queue: str, config: str) -> int:
+        """Store the queue's settings; return the new version."""
+        ...
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def settle(
+        self,
+        queue: str,
+        outcomes: Sequence[Outcome],
+        claim: int,
+        lock_ms: int,
+        worker_id: str,
+        now_ms: int | None,
+    ) -> SettleResult:
+        """Apply finished attempts (checking tokens), promote due jobs, claim up to `claim`."""
+        ...
+
+    async def recover_stalled(
+        self, queue: str, max_stalled_count: int, now_ms: int | None
+    ) -> RecoverResult:
+        """Hand back active jobs whose lock lapsed; fail those stalled too often."""
+        ...
+
+    def lock_keeper(self) -> LockKeeper:
+        """A blocking handle for the thread that renews locks."""
+        ...
+
+    async def wait_for_change(self, queue: str, timeout: float) -> None:
+        """Return soon after the queue may have new work, or after `timeout` real seconds."""
+        ...
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+        ...
+
+    async def list_jobs(
+        self, queue: str, state: ListableState, offset: int, limit: int
+    ) -> list[JobRecord]:
+        """Jobs in one state, in the order a user expects (next to run, or newest first)."""
+        ...
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        """Number of jobs per state."""
+        ...
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        """Remove a job in any state but active (JobLockedError); False when missing."""
+        ...
+
+    async def remove_tagged(self, queue: str, tag: str) -> int:
+        """Remove waiting and delayed jobs carrying `tag`; return how many."""
+        ...
+
+    async def promote(self, queue: str, job_id: str, now_ms: int | None) -> bool:
+        """Move a delayed job to waiting now; False when it is not delayed."""
+        ...
+
+    async def retry_job(self, queue: str, job_id: str, now_ms: int | None) -> bool:
+        """Move a failed or completed job back to waiting with fresh attempts."""
+        ...
+
+    async def retry_failed(self, queue: str, limit: int | None, now_ms: int | None) -> int:
+        """Move up to `limit` failed jobs (oldest first) back to waiting."""
+        ...
+
+    async def update_progress(self, queue: str, job_id: str, progress: str) -> bool:
+        """Store a job's progress; False when the job is gone."""
+        ...
+
+    async def update_data(self, queue: str, job_id: str, data: str) -> bool:
+        """Replace a job's data; False when the job is gone."""
+        ...
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        """Append a log line (keeping the newest `keep`); return the count, 0 if job gone."""
+        ...
+
+    async def get_logs(self, queue: str, job_id: str) -> list[str]:
+        """A job's log lines, oldest first."""
+        ...
+
+    # -- the queue ------------------------------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume taking jobs (adds still succeed)."""
+        ...
+
+    async def is_paused(self, queue: str) -> bool:
+        """Whether the queue is paused."""
+        ...
+
+    async def clean(
+        self, queue: str, state: ListableState, grace_ms: int, limit: int, now_ms: int | None
+    ) -> list[str]:
+        """Remove up to `limit` jobs in `state` older than `grace_ms`; return their ids."""
+        ...
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        """Remove every waiting job (and delayed ones when asked); return how many."""
+        ...
+
+    async def obliterate(self, queue: str, force: bool) -> None:
+        """Remove the queue and everything in it (JobLockedError if active jobs, unless force)."""
+        ...
+
+    async def queue_names(self) -> list[str]:
+        """Every queue that has been used in this store."""
+        ...

@@ -1,0 +1,154 @@
+"""Job: one unit of work as stored, with the calls that act on it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from corral import codec
+from corral.backends.base import JobRecord
+from corral.clock import monotonic, to_datetime
+from corral.errors import InvalidOptionError, JobNotFoundError
+from corral.job_state import JobState
+from corral.options import JobOptions
+
+if TYPE_CHECKING:
+    from corral.queue import Queue
+
+__all__ = ["Job", "JobState"]
+
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+MAX_LOG_LINES = 1000
+
+
+class Job:
+    """A job as it was read from the store; methods act on the stored job."""
+
+    def __init__(self, record: JobRecord, queue: Queue) -> None:
+        self._queue = queue
+        self._load(record)
+
+    def _load(self, record: JobRecord) -> None:
+        self.id: str = record.id
+        self.name: str = record.name
+        self.data: Any = codec.loads(record.data)
+        self.state: JobState = record.state
+        self.attempts_made: int = record.attempts_made
+        self.stalled_count: int = record.stalled_count
+        self.progress: Any = codec.loads(record.progress)
+        self.return_value: Any = codec.loads(record.return_value)
+        self.failed_reason: str | None = record.failed_reason
+        self.stacktrace: str | None = record.stacktrace
+        self.created_at: datetime = to_datetime(record.created_at)  # type: ignore[assignment]
+        self.processed_at: datetime | None = to_datetime(record.processed_at)
+        self.finished_at: datetime | None = to_datetime(record.finished_at)
+        self.run_at: datetime | None = to_datetime(record.run_at)
+        self.priority: int = record.priority
+        self.tags: tuple[str, ...] = record.tags
+        self.group: str | None = record.group
+        self.options: JobOptions = JobOptions.from_json(codec.loads(record.options))
+
+    @property
+    def queue_name(self) -> str:
+        """The name of the queue that holds this job."""
+        return self._queue.name
+
+    def __repr__(self) -> str:
+        return f"<Job {self.queue_name}/{self.id} {self.name!r} {self.state}>"
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as JSON-ready values (the HTTP API's job shape)."""
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "id": self.id, "name": self.name, "queue": self.queue_name, "data": self.data,
+            "state": str(self.state), "attempts_made": self.attempts_made,
+            "stalled_count": self.stalled_count, "progress": self.progress,
+            "return_value": self.return_value, "failed_reason": self.failed_reason,
+            "stacktrace": self.stacktrace, "created_at": iso(self.created_at),
+            "processed_at": iso(self.processed_at), "finished_at": iso(self.finished_at),
+            "run_at": iso(self.run_at), "priority": self.priority, "tags": list(self.tags),
+            "group": self.group, "options": self.options.to_json(),
+        }
+
+    async def update_progress(self, progress: Any) -> None:
+        """Store the job's progress (a number or any JSON value)."""
+        text = codec.dumps(progress, "progress")
+        if not await self._queue._backend_call("update_progress", self.id, text):
+            raise JobNotFoundError(f"job {self.id!r} is no longer stored")
+        self.progress = codec.loads(text)
+        if self._queue._on_progress is not None:
+            await self._queue._on_progress(self, self.progress)
+
+    async def log(self, text: str) -> int:
+        """Append a line to the job's log; returns the number of lines kept."""
+        if not isinstance(text, str):
+            raise InvalidOptionError(f"a log line must be a string, not {text!r}")
+        count: int = await self._queue._backend_call("add_log", self.id, text, MAX_LOG_LINES)
+        if not count:
+            raise JobNotFoundError(f"job {self.id!r} is no longer stored")
+        return count
+
+    async def logs(self) -> list[str]:
+        """The job's log lines, oldest first."""
+        lines: list[str] = await self._queue._backend_call("get_logs", self.id)
+        return lines
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's data (validated as on `add`)."""
+        text = await self._queue._encode_data(data)
+        if not await self._queue._backend_call("update_data", self.id, text):
+            raise JobNotFoundError(f"job {self.id!r} is no longer stored")
+        self.data = codec.loads(text)
+
+    async def refresh(self) -> Job:
+        """Read the job again from the store (JobNotFoundError when it is gone)."""
+        record = await self._queue._backend_call("get_job", self.id)
+        if record is None:
+            raise JobNotFoundError(f"job {self.id!r} is no longer stored")
+        self._load(record)
+        return self
+
+    async def get_state(self) -> JobState | None:
+        """The job's current state in the store (None when it was removed)."""
+        record = await self._queue._backend_call("get_job", self.id)
+        if record is None:
+            return None
+        self._load(record)
+        return self.state
+
+    async def remove(self) -> bool:
+        """Remove the job (JobLockedError while it is active)."""
+        return await self._queue.remove(self.id)
+
+    async def retry(self) -> bool:
+        """Run a failed (or completed) job again with fresh attempts."""
+        return await self._queue.retry(self.id)
+
+    async def promote(self) -> bool:
+        """Make a delayed job waiting now."""
+        return await self._queue.promote(self.id)
+
+    async def wait_until_finished(self, timeout: float | None = None) -> Any:
+        """Wait until the job completes (its return value) or fails (raises JobFailedError).
+
+        `timeout` is in real seconds: TimeoutError when it passes first.
+        """
+        from corral.errors import JobFailedError
+
+        deadline = None if timeout is None else monotonic() + timeout
+        delay = 0.005
+        while True:
+            state = await self.get_state()
+            if state is None:
+                raise JobNotFoundError(f"job {self.id!r} was removed before it finished")
+            if state == JobState.COMPLETED:
+                return self.return_value
+            if state == JobState.FAILED:
+                raise JobFailedError(self.id, self.failed_reason or "failed")
+            if deadline is not None and monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id!r} did not finish within {timeout} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)

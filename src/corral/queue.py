@@ -1,0 +1,323 @@
+"""Queue: the producer and admin API (async)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Final, Self
+
+from corral import codec
+from corral.backends import open_backend, redact, resolve_url
+from corral.backends.base import Backend, JobRecord, ListableState, NewJob, Retention
+from corral.clock import SYSTEM, Clock, monotonic, to_ms
+from corral.errors import BackendUnavailableError, InvalidOptionError, PayloadTooLargeError
+from corral.job import Job
+from corral.job_state import JobState
+from corral.options import (
+    LIBRARY_DEFAULTS,
+    UNSET,
+    JobOptions,
+    JobSpec,
+    Keep,
+    QueueConfig,
+    _Unset,
+    check_int,
+    check_label,
+    check_queue_name,
+    parse_duration,
+)
+
+__all__ = ["Queue"]
+
+log = logging.getLogger("corral")
+
+FAIL_FAST_SECONDS: Final = 2.0
+MAX_PAGE: Final = 1000
+_STALE_CONFIG_RETRIES: Final = 5
+
+
+def _retention(keep: Keep) -> Retention:
+    age_ms = None if keep.age is None else int(keep.age * 1000)
+    return Retention(keep.count, age_ms)
+
+
+def check_state(state: object) -> JobState:
+    """A job state name, or InvalidOptionError listing the valid ones."""
+    try:
+        if not isinstance(state, str):
+            raise ValueError(state)
+        return JobState(state)
+    except ValueError:
+        valid = ", ".join(s.value for s in JobState)
+        raise InvalidOptionError(f"unknown job state {state!r}: one of {valid}") from None
+
+
+class Queue:
+    """A named queue in a store: add jobs, inspect and manage them.
+
+    Construction validates the arguments and does no I/O; the store is opened on
+    first use. Use `async with corral.Queue(...)` or call `close()`.
+    """
+
+    def __init__(
+        self, name: str, *, url: str | None = None, clock: Clock | None = None
+    ) -> None:
+        self.name: str = check_queue_name(name)
+        self.url: str = resolve_url(url)
+        self.clock: Clock = clock or SYSTEM
+        self._backend: Backend | None = None
+        self._owns_backend = True
+        self._config: QueueConfig | None = None
+        self._config_version = 0
+        self._down_until = 0.0
+        # Set by a Worker so that `job.update_progress` also fires its `progress` callbacks.
+        self._on_progress: Callable[[Job, Any], Awaitable[None]] | None = None
+
+    @classmethod
+    def _sharing(cls, name: str, url: str, backend: Backend, clock: Clock) -> Queue:
+        """A Queue over another object's open backend (a worker's), which it will not close."""
+        queue = cls(name, url=url, clock=clock)
+        queue._backend = backend
+        queue._owns_backend = False
+        return queue
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} at {redact(self.url)}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the store connection (the Queue can be used again afterwards)."""
+        backend, self._backend = self._backend, None
+        if backend is not None and self._owns_backend:
+            await backend.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The open store of this queue (opened on first use)."""
+        if self._backend is None:
+            self._backend = open_backend(self.url)
+            self._owns_backend = True
+            log.info("corral queue %r uses %s", self.name, redact(self.url))
+        return self._backend
+
+    def _now(self) -> int | None:
+        # A virtual clock decides the time; otherwise the store's clock does.
+        return self.clock.now_ms() if self.clock.is_virtual else None
+
+    async def _backend_call(self, method: str, *args: Any) -> Any:
+        if monotonic() < self._down_until:
+            raise BackendUnavailableError(f"store {redact(self.url)} failed moments ago")
+        try:
+            return await getattr(self.backend, method)(self.name, *args)
+        except BackendUnavailableError:
+            self._down_until = monotonic() + FAIL_FAST_SECONDS
+            raise
+
+    async def _current_config(self, refresh: bool = False) -> QueueConfig:
+        if self._config is None or refresh:
+            stored = await self._backend_call("get_config")
+            self._config = QueueConfig.from_json(codec.loads(stored.config))
+            self._config_version = stored.version
+        return self._config
+
+    async def _encode_data(self, data: Any) -> str:
+        text = codec.dumps(data, "data")
+        size = len(text.encode())
+        limit = (await self._current_config()).max_payload
+        if size > limit:
+            raise PayloadTooLargeError(size, limit)
+        return text
+
+    def _job(self, record: JobRecord) -> Job:
+        return Job(record, self)
+
+    # -- producing -------------------------------------------------------------------------
+
+    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Add one job; an id that is still stored returns that job unchanged."""
+        spec = JobSpec(name, data, **options)
+        return (await self._add_specs([spec]))[0]
+
+    async def add_bulk(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """Add many jobs in one transaction, after validating every one (all or nothing)."""
+        specs = list(specs)
+        for index, spec in enumerate(specs):
+            if not isinstance(spec, JobSpec):
+                raise InvalidOptionError(f"add_bulk item {index} is not a corral.JobSpec")
+        if not specs:
+            return []
+        return await self._add_specs(specs)
+
+    async def _add_specs(self, specs: Sequence[JobSpec]) -> list[Job]:
+        for spec in specs:
+            codec.check_json(spec.data, "data")  # refuse bad data before any I/O
+        for _ in range(_STALE_CONFIG_RETRIES):
+            config = await self._current_config()
+            jobs = [self._new_job(spec, config) for spec in specs]
+            result = await self._backend_call("add", jobs, self._config_version, self._now())
+            if not result.stale_config:
+                return [self._job(record) for record, _created in result.records]
+            await self._current_config(refresh=True)
+        raise BackendUnavailableError("the queue's settings kept changing during add; try again")
+
+    def _new_job(self, spec: JobSpec, config: QueueConfig) -> NewJob:
+        options = spec.options.merged_over(config.defaults)
+        if options.get("dedupe") is not None:
+            raise InvalidOptionError("dedupe is not supported by this version of corral")
+        data = codec.dumps(spec.data, "data")
+        size = len(data.encode())
+        if size > config.max_payload:
+            raise PayloadTooLargeError(size, config.max_payload)
+        effective = {**LIBRARY_DEFAULTS, **options.given()}
+        delay = effective.pop("delay", None)
+        run_at = effective.pop("run_at", None)
+        job_id = effective.pop("job_id", None) or uuid.uuid4().hex
+        stored = JobOptions(**{k: v for k, v in effective.items() if k != "dedupe"})
+        return NewJob(
+            id=job_id,
+            name=spec.name,
+            data=data,
+            options=codec.dumps(stored.to_json(), "options"),
+            priority=effective["priority"],
+            lifo=effective["lifo"],
+            delay_ms=None if delay is None else int(delay * 1000),
+            run_at_ms=None if run_at is None else to_ms(run_at),
+            tags=tuple(effective["tags"]),
+            group=effective["group"],
+            keep_completed=_retention(effective["remove_on_complete"]),
+            keep_failed=_retention(effective["remove_on_fail"]),
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        record = await self._backend_call("get_job", check_label(job_id, "job_id"))
+        return None if record is None else self._job(record)
+
+    async def jobs(self, state: str, offset: int = 0, limit: int = 50) -> list[Job]:
+        """Jobs in `state`, next to run first (finished ones: newest first)."""
+        checked = check_state(state)
+        check_int(offset, "offset", minimum=0)
+        if check_int(limit, "limit", minimum=1) > MAX_PAGE:
+            raise InvalidOptionError(f"limit must be at most {MAX_PAGE}")
+        records = await self._backend_call("list_jobs", checked.value, offset, limit)
+        return [self._job(record) for record in records]
+
+    async def counts(self) -> dict[str, int]:
+        """The number of jobs in each state."""
+        counts: dict[str, int] = await self._backend_call("counts")
+        return counts
+
+    # -- changing jobs ---------------------------------------------------------------------
+
+    async def remove(self, job_id: str) -> bool:
+        """Remove a job; False when there is none; JobLockedError when it is active."""
+        removed: bool = await self._backend_call("remove", check_label(job_id, "job_id"))
+        return removed
+
+    async def remove_tagged(self, tag: str) -> int:
+        """Remove the waiting and delayed jobs with `tag`; returns how many."""
+        count: int = await self._backend_call("remove_tagged", check_label(tag, "tag"))
+        return count
+
+    async def promote(self, job_id: str) -> bool:
+        """Make a delayed job waiting now; False when it is not delayed."""
+        moved: bool = await self._backend_call(
+            "promote", check_label(job_id, "job_id"), self._now()
+        )
+        return moved
+
+    async def retry(self, job_id: str) -> bool:
+        """Run a failed or completed job again with fresh attempts; False otherwise."""
+        moved: bool = await self._backend_call(
+            "retry_job", check_label(job_id, "job_id"), self._now()
+        )
+        return moved
+
+    async def retry_failed(self, limit: int | None = None) -> int:
+        """Retry up to `limit` failed jobs (all when None), oldest first; returns how many."""
+        if limit is not None:
+            check_int(limit, "limit", minimum=1)
+        count: int = await self._backend_call("retry_failed", limit, self._now())
+        return count
+
+    # -- the queue itself ------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop workers taking jobs from this queue (adds still succeed)."""
+        await self._backend_call("set_paused", True)
+
+    async def resume(self) -> None:
+        """Let workers take jobs again."""
+        await self._backend_call("set_paused", False)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        paused: bool = await self._backend_call("is_paused")
+        return paused
+
+    async def clean(
+        self, state: str, grace: float | timedelta | str = 0, limit: int = 1000
+    ) -> list[str]:
+        """Remove up to `limit` jobs in `state` older than `grace`; returns their ids."""
+        checked = check_state(state)
+        if checked == JobState.ACTIVE:
+            raise InvalidOptionError("active jobs cannot be cleaned; close their workers first")
+        grace_ms = int(parse_duration(grace, "grace") * 1000)
+        check_int(limit, "limit", minimum=1)
+        target: ListableState = checked.value  # type: ignore[assignment]
+        ids: list[str] = await self._backend_call("clean", target, grace_ms, limit, self._now())
+        return ids
+
+    async def drain(self, delayed: bool = False) -> int:
+        """Remove every waiting job, and delayed ones too when `delayed`; returns how many."""
+        count: int = await self._backend_call("drain", bool(delayed))
+        return count
+
+    async def obliterate(self, force: bool = False) -> None:
+        """Remove the queue and all its jobs (JobLockedError with active jobs unless `force`)."""
+        await self._backend_call("obliterate", bool(force))
+        self._config = None
+        self._config_version = 0
+
+    async def ping(self) -> bool:
+        """True when the store answers; BackendUnavailableError otherwise."""
+        return await self.backend.ping()
+
+    async def configure(
+        self,
+        *,
+        defaults: JobOptions | Any | None = UNSET,
+        max_payload: int | _Unset = UNSET,
+        events: str | _Unset = UNSET,
+    ) -> QueueConfig:
+        """Change settings of the whole queue (partial update); returns the new settings."""
+        changes = {
+            name: value
+            for name, value in (("defaults", defaults), ("max_payload", max_payload),
+                                ("events", events))
+            if value is not UNSET
+        }
+        current = await self._current_config(refresh=True)
+        updated = current.updated(changes)
+        version = await self._backend_call("set_config", codec.dumps(updated.to_json(), "config"))
+        self._config, self._config_version = updated, version
+        return updated
+
+    async def config(self) -> QueueConfig:
+        """The queue's stored settings."""
+        return await self._current_config(refresh=True)

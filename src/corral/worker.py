@@ -1,0 +1,446 @@
+"""Worker: takes jobs from one queue and runs them, with concurrency, locks and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import signal
+import socket
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+from corral import codec
+from corral.backends import open_backend, redact, resolve_url
+from corral.backends.base import Backend, Claimed, Complete, Fail, Outcome, Release, RetryLater
+from corral.clock import SYSTEM, Clock
+from corral.errors import CorralError, InvalidOptionError, LockLostError, RateLimited
+from corral.job import Job
+from corral.locks import LockRenewer
+from corral.options import check_int, check_label, check_queue_name, parse_duration
+from corral.policy import BackoffFunction, decide_after_failure
+from corral.queue import Queue
+
+__all__ = ["Worker", "run_workers"]
+
+log = logging.getLogger("corral.worker")
+
+Processor = Callable[..., Any]
+EVENTS: Final = frozenset({"active", "completed", "failed", "progress", "stalled", "error"})
+# How long an idle worker waits on the store before looking again (real seconds).
+IDLE_POLL: Final = 1.0
+
+
+def is_async_callable(function: object) -> bool:
+    """True for coroutine functions, also behind partials and callable objects."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    if inspect.iscoroutinefunction(function):
+        return True
+    call = getattr(function, "__call__", None)  # noqa: B004 - objects defining async __call__
+    return call is not None and not inspect.isfunction(function) and (
+        inspect.iscoroutinefunction(call)
+    )
+
+
+class JobTimeoutError(CorralError):
+    """A job ran past its `timeout`."""
+
+
+@dataclass(slots=True)
+class _Running:
+    job: Job
+    token: str
+    task: asyncio.Task[None] | None = None
+    outcome: Outcome | None = None
+    notice: tuple[str, tuple[Any, ...]] | None = None  # callback to fire once acknowledged
+    thread_busy: bool = field(default=False)
+
+
+class Worker:
+    """Runs the jobs of one queue: `await worker.run()`, stop with `await worker.close()`."""
+
+    def __init__(
+        self,
+        queue_name: str,
+        processor: Processor | Mapping[str, Processor],
+        *,
+        url: str | None = None,
+        concurrency: int = 1,
+        lock_duration: float | timedelta = 30,
+        stalled_interval: float | timedelta = 30,
+        max_stalled_count: int = 1,
+        isolation: str = "thread",
+        clock: Clock | None = None,
+        backoff: BackoffFunction | None = None,
+    ) -> None:
+        self.queue_name: str = check_queue_name(queue_name)
+        self._processors = _check_processors(processor)
+        self._url_given = url is not None
+        self.url: str = resolve_url(url)
+        self.concurrency: int = check_int(concurrency, "concurrency", minimum=1)
+        self.lock_duration = parse_duration(lock_duration, "lock_duration", allow_zero=False)
+        self.stalled_interval = parse_duration(stalled_interval, "stalled_interval",
+                                               allow_zero=False)
+        self.max_stalled_count = check_int(max_stalled_count, "max_stalled_count", minimum=0)
+        if isolation != "thread":
+            raise InvalidOptionError(
+                f"isolation={isolation!r} is not available in this version: use 'thread'"
+            )
+        self.clock: Clock = clock or SYSTEM
+        if backoff is not None and not callable(backoff):
+            raise InvalidOptionError("backoff must be a callable (attempt, exc) -> seconds")
+        self._backoff = backoff
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._handlers: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
+        self._running: dict[str, _Running] = {}
+        self._finished: list[_Running] = []
+        self._stray_threads = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._stopped: asyncio.Event | None = None
+        self._close_timeout = 30.0
+        self._attempts = 0
+        self._next_stall_check = 0
+        self._backend: Backend | None = None
+        self._queue: Queue | None = None
+        self._locks: LockRenewer | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} on {self.queue_name!r} at {redact(self.url)}>"
+
+    def bind_url(self, url: str | None) -> None:
+        """Use `url` unless the Worker was built with an explicit `url=` (for the CLI)."""
+        if not self._url_given:
+            self.url = resolve_url(url)
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call `callback` on `event`: active, completed, failed, progress, stalled, error."""
+        if event not in EVENTS:
+            raise InvalidOptionError(f"unknown worker event {event!r}: one of {sorted(EVENTS)}")
+        if not callable(callback):
+            raise InvalidOptionError("a worker callback must be callable")
+        self._handlers[event].append(callback)
+
+    async def _emit(self, event: str, *args: Any) -> None:
+        for callback in self._handlers[event]:
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("worker %r callback failed", event)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, *, burst: bool = False, handle_signals: bool = False) -> int:
+        """Take and run jobs until closed (or, with `burst`, until none is due); attempts run."""
+        if self._stopped is not None and not self._stopped.is_set():
+            raise CorralError("this worker is already running")
+        self._prepare()
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._request_close)
+        try:
+            await self._loop(burst)
+        except asyncio.CancelledError:
+            self._closing = True
+            await self._shutdown()
+            raise
+        finally:
+            if handle_signals:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+        await self._shutdown()
+        return self._attempts
+
+    def _prepare(self) -> None:
+        self._closing = False
+        self._attempts = 0
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._backend = open_backend(self.url)
+        self._queue = Queue._sharing(self.queue_name, self.url, self._backend, self.clock)
+        self._queue._on_progress = functools.partial(self._emit, "progress")
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="corral-job")
+        self._locks = LockRenewer(
+            self._backend.lock_keeper(), self.queue_name, int(self.lock_duration * 1000),
+            self.clock, asyncio.get_running_loop(),
+        )
+        self._locks.start()
+        self._next_stall_check = self.clock.now_ms()
+        log.info("corral worker %s started on %s", self.id, redact(self.url))
+
+    def _request_close(self) -> None:
+        log.info("corral worker %s: shutting down", self.id)
+        self._closing = True
+        self._wake.set()
+
+    async def close(self, timeout: float = 30) -> None:
+        """Stop taking jobs, wait up to `timeout` s for active ones, hand the rest back."""
+        self._close_timeout = parse_duration(timeout, "timeout")
+        self._request_close()
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def _loop(self, burst: bool) -> None:
+        assert self._backend is not None
+        while not self._closing:
+            await self._maybe_recover_stalled()
+            free = self.concurrency - len(self._running) - self._stray_threads
+            outcomes = self._take_finished()
+            if free <= 0 and not outcomes:
+                await self._wait(None, idle=False)
+                continue
+            result = await self._backend.settle(
+                self.queue_name, [r.outcome for r in outcomes if r.outcome], max(free, 0),
+                int(self.lock_duration * 1000), self.id, self._now(),
+            )
+            await self._acknowledged(outcomes, set(result.refused))
+            for claimed in result.claimed:
+                self._start(claimed)
+            if result.claimed or self._finished:
+                continue
+            if burst and not self._running:
+                return
+            wake_at = min(
+                (t for t in (result.next_due_ms, result.hold_until_ms) if t is not None),
+                default=None,
+            )
+            await self._wait(wake_at, idle=not burst)
+
+    def _now(self) -> int | None:
+        return self.clock.now_ms() if self.clock.is_virtual else None
+
+    def _take_finished(self) -> list[_Running]:
+        finished, self._finished = self._finished, []
+        return finished
+
+    async def _wait(self, wake_at_ms: int | None, *, idle: bool) -> None:
+        """Sleep until a job finishes, close(), new work in the store, or `wake_at_ms`."""
+        assert self._backend is not None
+        self._wake.clear()
+        if self._finished or self._closing:
+            return
+        waiters: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if idle:
+            waiters.append(asyncio.ensure_future(
+                self._backend.wait_for_change(self.queue_name, IDLE_POLL)))
+        deadline = self._next_stall_check
+        if wake_at_ms is not None:
+            deadline = min(deadline, wake_at_ms)
+        seconds = (deadline - self.clock.now_ms()) / 1000
+        waiters.append(asyncio.ensure_future(self.clock.sleep(seconds)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _maybe_recover_stalled(self) -> None:
+        assert self._backend is not None
+        if self.clock.now_ms() < self._next_stall_check:
+            return
+        self._next_stall_check = self.clock.now_ms() + int(self.stalled_interval * 1000)
+        result = await self._backend.recover_stalled(
+            self.queue_name, self.max_stalled_count, self._now()
+        )
+        for job_id in [*result.recovered, *result.failed]:
+            log.warning("job %s stalled (its worker's lock lapsed)", job_id)
+            await self._emit("stalled", job_id)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    def _start(self, claimed: Claimed) -> None:
+        assert self._queue is not None
+        assert self._locks is not None
+        job = Job(claimed.record, self._queue)
+        running = _Running(job, claimed.token)
+        self._running[job.id] = running
+        self._locks.hold(job.id, claimed.token, job.options.timeout)
+        running.task = asyncio.ensure_future(self._process(running))
+
+    async def _process(self, running: _Running) -> None:
+        job = running.job
+        await self._emit("active", job)
+        try:
+            result = await self._invoke(running)
+            value = codec.dumps(result, "return_value")
+        except RateLimited as exc:
+            running.outcome = Release(job.id, running.token, hold_ms=int(exc.seconds * 1000))
+        except asyncio.CancelledError:
+            running.outcome = Release(job.id, running.token)
+        except Exception as exc:
+            await self._failed(running, exc)
+        else:
+            running.outcome = Complete(job.id, running.token, value)
+            running.notice = ("completed", (job, codec.loads(value)))
+        self._finished.append(running)
+        self._wake.set()
+
+    async def _failed(self, running: _Running, exc: Exception) -> None:
+        job = running.job
+        attempts_made = job.attempts_made + 1
+        reason = str(exc) or type(exc).__name__
+        stack = "".join(traceback.format_exception(exc))
+        try:
+            decision = await decide_after_failure(
+                exc, attempts_made, job.options.attempts, job.options.backoff, self._backoff
+            )
+        except InvalidOptionError as bad:
+            log.error("job %s: %s; failing it", job.id, bad)
+            decision = None
+        if decision is not None and decision.retry:
+            running.outcome = RetryLater(
+                job.id, running.token, reason, stack, int(decision.delay * 1000)
+            )
+        else:
+            running.outcome = Fail(job.id, running.token, reason, stack)
+        will_retry = isinstance(running.outcome, RetryLater)
+        running.notice = ("failed", (job, exc, will_retry))
+
+    async def _invoke(self, running: _Running) -> Any:
+        job = running.job
+        processor = self._processors.get(job.name, self._processors.get("*"))
+        if processor is None:
+            raise _no_processor(job.name, self._processors)
+        if is_async_callable(processor):
+            work: asyncio.Future[Any] = asyncio.ensure_future(processor(job))
+        else:
+            work = self._in_thread(processor, running)
+        timeout = job.options.timeout
+        if timeout is None:
+            return await work
+        timer = asyncio.ensure_future(self.clock.sleep(timeout))
+        try:
+            await asyncio.wait([work, timer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        if not work.done():
+            work.cancel()
+            raise JobTimeoutError(f"job timed out after {timeout:g} s")
+        return work.result()
+
+    def _in_thread(self, processor: Processor, running: _Running) -> asyncio.Future[Any]:
+        from corral.sync import Job as SyncJob
+
+        loop = asyncio.get_running_loop()
+
+        def run_on_loop(coro: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        sync_job = SyncJob(running.job, run_on_loop)
+        future = loop.run_in_executor(self._threads, processor, sync_job)
+        running.thread_busy = True
+
+        def thread_done(_: object) -> None:
+            # A thread that outlived its job (timeout, close) keeps its slot until it returns.
+            running.thread_busy = False
+            if running.job.id not in self._running:
+                self._stray_threads -= 1
+                self._wake.set()
+                log.info("job %s: its thread returned after the job ended", running.job.id)
+
+        future.add_done_callback(thread_done)
+        return asyncio.shield(future)
+
+    async def _acknowledged(self, finished: list[_Running], refused: set[str]) -> None:
+        assert self._locks is not None
+        for running in finished:
+            job_id = running.job.id
+            self._running.pop(job_id, None)
+            self._locks.release(job_id)
+            if running.thread_busy:
+                self._stray_threads += 1
+            if isinstance(running.outcome, Complete | Fail | RetryLater):
+                self._attempts += 1
+            if job_id in refused:
+                await self._emit("error", LockLostError(
+                    f"job {job_id}: lock lapsed before the worker finished; result discarded"))
+            elif running.notice is not None:
+                await self._emit(running.notice[0], *running.notice[1])
+
+    async def _shutdown(self) -> None:
+        """Wait for active jobs up to the close timeout, hand the rest back, release all."""
+        assert self._backend is not None
+        assert self._locks is not None
+        try:
+            tasks = [r.task for r in self._running.values() if r.task is not None]
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self._close_timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending)
+            finished = self._take_finished()
+            if finished:
+                result = await self._backend.settle(
+                    self.queue_name, [r.outcome for r in finished if r.outcome], 0,
+                    int(self.lock_duration * 1000), self.id, self._now(),
+                )
+                await self._acknowledged(finished, set(result.refused))
+        finally:
+            self._locks.stop()
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+            await self._backend.close()
+            if self._stopped is not None:
+                self._stopped.set()
+            log.info("corral worker %s stopped", self.id)
+
+
+def _check_processors(processor: Processor | Mapping[str, Processor]) -> dict[str, Processor]:
+    if isinstance(processor, Mapping):
+        if not processor:
+            raise InvalidOptionError("the processor mapping is empty")
+        for name, function in processor.items():
+            check_label(name, "job name")
+            if not callable(function):
+                raise InvalidOptionError(f"the processor for {name!r} is not callable")
+        return dict(processor)
+    if not callable(processor):
+        raise InvalidOptionError("processor must be a callable or a mapping of name to callable")
+    return {"*": processor}
+
+
+def _no_processor(name: str, processors: Mapping[str, Processor]) -> Exception:
+    from corral.errors import UnrecoverableError
+
+    known = ", ".join(sorted(processors)) or "none"
+    return UnrecoverableError(f"no processor for job name {name!r} (known: {known})")
+
+
+async def run_workers(
+    workers: Iterable[Worker], *, burst: bool = False, handle_signals: bool = False
+) -> int:
+    """Run several workers (e.g. one per queue) in this process; returns attempts run."""
+    workers = list(workers)
+    if not workers or not all(isinstance(w, Worker) for w in workers):
+        raise InvalidOptionError("run_workers needs a non-empty list of corral.Worker")
+    loop = asyncio.get_running_loop()
+
+    def close_all() -> None:
+        for worker in workers:
+            worker._request_close()
+
+    if handle_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, close_all)
+    try:
+        counts = await asyncio.gather(*(w.run(burst=burst) for w in workers))
+    finally:
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+    return sum(counts)
