@@ -27,6 +27,8 @@ class Job:
 
     def __init__(self, record: JobRecord, queue: Queue) -> None:
         self._queue = queue
+        self.duplicate = False
+        """True when `add` found this id already stored and returned that job unchanged."""
         self._load(record)
 
     def _load(self, record: JobRecord) -> None:
@@ -47,7 +49,15 @@ class Job:
         self.priority: int = record.priority
         self.tags: tuple[str, ...] = record.tags
         self.group: str | None = record.group
-        self.options: JobOptions = JobOptions.from_json(codec.loads(record.options))
+        self._options_json = record.options
+        self._options: JobOptions | None = None
+
+    @property
+    def options(self) -> JobOptions:
+        """The job's effective options (its own, the queue's defaults, the library's)."""
+        if self._options is None:  # parsed on first use: most jobs never need it
+            self._options = JobOptions.from_json(codec.loads(self._options_json))
+        return self._options
 
     @property
     def queue_name(self) -> str:

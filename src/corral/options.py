@@ -419,7 +419,7 @@ class JobOptions:
 
     def to_json(self) -> dict[str, JSON]:
         """The stored form of the options given."""
-        return {name: _option_to_json(value) for name, value in self._values.items()}
+        return options_to_json(self._values)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobOptions:
@@ -440,6 +440,11 @@ class JobOptions:
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={value!r}" for name, value in self._values.items())
         return f"JobOptions({inner})"
+
+
+def options_to_json(values: Mapping[str, Any]) -> dict[str, JSON]:
+    """The stored form of already validated options, by name."""
+    return {name: _option_to_json(value) for name, value in values.items()}
 
 
 def _option_to_json(value: Any) -> JSON:

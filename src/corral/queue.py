@@ -27,6 +27,7 @@ from corral.options import (
     check_int,
     check_label,
     check_queue_name,
+    options_to_json,
     parse_duration,
 )
 
@@ -144,6 +145,11 @@ class Queue:
     def _job(self, record: JobRecord) -> Job:
         return Job(record, self)
 
+    def _added(self, record: JobRecord, created: bool) -> Job:
+        job = Job(record, self)
+        job.duplicate = not created
+        return job
+
     # -- producing -------------------------------------------------------------------------
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
@@ -169,7 +175,7 @@ class Queue:
             jobs = [self._new_job(spec, config) for spec in specs]
             result = await self._backend_call("add", jobs, self._config_version, self._now())
             if not result.stale_config:
-                return [self._job(record) for record, _created in result.records]
+                return [self._added(record, created) for record, created in result.records]
             await self._current_config(refresh=True)
         raise BackendUnavailableError("the queue's settings kept changing during add; try again")
 
@@ -185,12 +191,12 @@ class Queue:
         delay = effective.pop("delay", None)
         run_at = effective.pop("run_at", None)
         job_id = effective.pop("job_id", None) or uuid.uuid4().hex
-        stored = JobOptions(**{k: v for k, v in effective.items() if k != "dedupe"})
+        effective.pop("dedupe", None)
         return NewJob(
             id=job_id,
             name=spec.name,
             data=data,
-            options=codec.dumps(stored.to_json(), "options"),
+            options=codec.dumps(options_to_json(effective), "options"),
             priority=effective["priority"],
             lifo=effective["lifo"],
             delay_ms=None if delay is None else int(delay * 1000),

@@ -85,7 +85,14 @@ class Worker:
         self.queue_name: str = check_queue_name(queue_name)
         self._processors = _check_processors(processor)
         self._url_given = url is not None
-        self.url: str = resolve_url(url)
+        self._url_error: InvalidOptionError | None = None
+        try:
+            self.url: str = resolve_url(url)
+        except InvalidOptionError as exc:
+            if url is not None:
+                raise
+            # An empty CORRAL_URL may still be overridden by `bind_url` (the CLI's --url).
+            self.url, self._url_error = "", exc
         self.concurrency: int = check_int(concurrency, "concurrency", minimum=1)
         self.lock_duration = parse_duration(lock_duration, "lock_duration", allow_zero=False)
         self.stalled_interval = parse_duration(stalled_interval, "stalled_interval",
@@ -122,6 +129,7 @@ class Worker:
         """Use `url` unless the Worker was built with an explicit `url=` (for the CLI)."""
         if not self._url_given:
             self.url = resolve_url(url)
+            self._url_error = None
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call `callback` on `event`: active, completed, failed, progress, stalled, error."""
@@ -146,6 +154,8 @@ class Worker:
         """Take and run jobs until closed (or, with `burst`, until none is due); attempts run."""
         if self._stopped is not None and not self._stopped.is_set():
             raise CorralError("this worker is already running")
+        if self._url_error is not None:
+            raise self._url_error
         self._prepare()
         loop = asyncio.get_running_loop()
         if handle_signals:
@@ -197,8 +207,10 @@ class Worker:
         assert self._backend is not None
         while not self._closing:
             await self._maybe_recover_stalled()
-            free = self.concurrency - len(self._running) - self._stray_threads
             outcomes = self._take_finished()
+            # Slots of jobs acknowledged in this call are free for the jobs it claims.
+            freed = sum(1 for running in outcomes if not running.thread_busy)
+            free = self.concurrency - len(self._running) + freed - self._stray_threads
             if free <= 0 and not outcomes:
                 await self._wait(None, idle=False)
                 continue
@@ -211,7 +223,7 @@ class Worker:
                 self._start(claimed)
             if result.claimed or self._finished:
                 continue
-            if burst and not self._running:
+            if burst and not self._running and not self._stray_threads:
                 return
             wake_at = min(
                 (t for t in (result.next_due_ms, result.hold_until_ms) if t is not None),

@@ -1,0 +1,248 @@
+"""`SqliteBackend`: the async face of the store.
+
+Each backend owns one thread holding its connection; every method submits one
+transition to that thread through `_call`, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Concatenate, ParamSpec, TypeVar
+
+from corral import clock
+from corral.backends.base import (
+    AddResult,
+    JobRecord,
+    ListableState,
+    NewJob,
+    Outcome,
+    RecoverResult,
+    SettleResult,
+    StoredConfig,
+)
+from corral.backends.sqlite import jobs as job_ops
+from corral.backends.sqlite import notify
+from corral.backends.sqlite import queues as queue_ops
+from corral.backends.sqlite import settle as worker_ops
+from corral.backends.sqlite.store import Settings, Store, unavailable
+from corral.errors import BackendUnavailableError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _prepare_wait(store: Store, queue: str) -> bool:
+    """Start watching the file, then tell whether work arrived since the last look."""
+    store.open()  # the file and schema exist before the poller opens it
+    try:
+        if not notify.start_polling(store.settings.path):
+            return True  # busy: let the caller look again rather than wait blind
+    except sqlite3.Error as exc:
+        raise unavailable(store.settings, exc) from exc
+    return store.changed_since_look(queue)
+
+
+class SqliteLockKeeper:
+    """Renews locks from a thread of its own, on a connection of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._store = Store(settings, shared=True)
+        self._lock = threading.Lock()
+
+    def extend_locks(
+        self, queue: str, tokens: Mapping[str, str], lock_ms: int, now_ms: int | None
+    ) -> list[str]:
+        """Extend the locks of jobs still held with these tokens; return the ids lost."""
+        if not tokens:
+            return []
+        with self._lock:
+            return worker_ops.extend_locks(self._store, queue, tokens, lock_ms, now_ms)
+
+    def close(self) -> None:
+        """Close the connection (a later call opens it again)."""
+        with self._lock:
+            self._store.close()
+
+
+class SqliteBackend:
+    """The embedded store: one SQLite file shared by every process on the machine."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, params: Mapping[str, str] | None = None) -> None:
+        self.settings = Settings.parse(path, params or {})
+        self._store = Store(self.settings)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._closed = False
+
+    async def _call(
+        self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run one transition on this backend's thread."""
+        if self._closed:
+            raise BackendUnavailableError(f"SQLite store {self.settings.path}: closed")
+        if self._pid != os.getpid():
+            # A forked child must not touch the parent's connection or thread.
+            self._store, self._executor, self._pid = Store(self.settings), None, os.getpid()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="corral-sqlite")
+        call = functools.partial(fn, self._store, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        return await self._call(job_ops.ping)
+
+    async def close(self) -> None:
+        """Close the connections and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None or self._pid != os.getpid():
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._store.close)
+        executor.shutdown(wait=False)
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def add(
+        self, queue: str, jobs: Sequence[NewJob], config_version: int, now_ms: int | None
+    ) -> AddResult:
+        """Write all jobs in one transaction; an id still stored returns that job unchanged."""
+        return await self._call(job_ops.add, queue, jobs, config_version, now_ms)
+
+    async def get_config(self, queue: str) -> StoredConfig:
+        """The queue's stored settings."""
+        return await self._call(queue_ops.get_config, queue)
+
+    async def set_config(self, queue: str, config: str) -> int:
+        """Store the queue's settings; return the new version."""
+        return await self._call(queue_ops.set_config, queue, config)
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def settle(
+        self,
+        queue: str,
+        outcomes: Sequence[Outcome],
+        claim: int,
+        lock_ms: int,
+        worker_id: str,
+        now_ms: int | None,
+    ) -> SettleResult:
+        """Apply finished attempts (checking tokens), promote due jobs, claim up to `claim`."""
+        return await self._call(
+            worker_ops.settle, queue, outcomes, claim, lock_ms, worker_id, now_ms
+        )
+
+    async def recover_stalled(
+        self, queue: str, max_stalled_count: int, now_ms: int | None
+    ) -> RecoverResult:
+        """Hand back active jobs whose lock lapsed; fail those stalled too often."""
+        return await self._call(worker_ops.recover_stalled, queue, max_stalled_count, now_ms)
+
+    def lock_keeper(self) -> SqliteLockKeeper:
+        """A blocking handle, with its own connection, for the thread that renews locks."""
+        return SqliteLockKeeper(self.settings)
+
+    async def wait_for_change(self, queue: str, timeout: float) -> None:
+        """Return soon after a commit that may bring work, or after `timeout` real seconds."""
+        deadline = clock.monotonic() + max(0.0, timeout)
+        waiter = notify.register(self.settings.path, queue)
+        try:
+            if await self._call(_prepare_wait, queue):
+                return
+            remaining = deadline - clock.monotonic()
+            if remaining > 0:
+                await asyncio.wait([waiter.future], timeout=remaining)
+        finally:
+            notify.unregister(waiter)
+            waiter.future.cancel()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+        return await self._call(job_ops.get_job, queue, job_id)
+
+    async def list_jobs(
+        self, queue: str, state: ListableState, offset: int, limit: int
+    ) -> list[JobRecord]:
+        """Jobs in one state: next to run first, or newest finished first."""
+        return await self._call(job_ops.list_jobs, queue, state, offset, limit)
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        """Number of jobs in each state, zeros included."""
+        return await self._call(job_ops.counts, queue)
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        """Remove a job in any state but active (JobLockedError); False when missing."""
+        return await self._call(job_ops.remove, queue, job_id)
+
+    async def remove_tagged(self, queue: str, tag: str) -> int:
+        """Remove waiting and delayed jobs carrying `tag`; return how many."""
+        return await self._call(job_ops.remove_tagged, queue, tag)
+
+    async def promote(self, queue: str, job_id: str, now_ms: int | None) -> bool:
+        """Move a delayed job to waiting now; False when it is not delayed."""
+        return await self._call(job_ops.promote, queue, job_id, now_ms)
+
+    async def retry_job(self, queue: str, job_id: str, now_ms: int | None) -> bool:
+        """Move a failed or completed job back to waiting with fresh attempts."""
+        return await self._call(job_ops.retry_job, queue, job_id, now_ms)
+
+    async def retry_failed(self, queue: str, limit: int | None, now_ms: int | None) -> int:
+        """Move up to `limit` failed jobs (oldest first) back to waiting."""
+        return await self._call(queue_ops.retry_failed, queue, limit, now_ms)
+
+    async def update_progress(self, queue: str, job_id: str, progress: str) -> bool:
+        """Store a job's progress; False when the job is gone."""
+        return await self._call(job_ops.update_progress, queue, job_id, progress)
+
+    async def update_data(self, queue: str, job_id: str, data: str) -> bool:
+        """Replace a job's data; False when the job is gone."""
+        return await self._call(job_ops.update_data, queue, job_id, data)
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        """Append a log line (keeping the newest `keep`); return the count, 0 if job gone."""
+        return await self._call(job_ops.add_log, queue, job_id, line, keep)
+
+    async def get_logs(self, queue: str, job_id: str) -> list[str]:
+        """A job's log lines, oldest first."""
+        return await self._call(job_ops.get_logs, queue, job_id)
+
+    # -- the queue ------------------------------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume taking jobs (adds still succeed)."""
+        await self._call(queue_ops.set_paused, queue, paused)
+
+    async def is_paused(self, queue: str) -> bool:
+        """Whether the queue is paused."""
+        return await self._call(queue_ops.is_paused, queue)
+
+    async def clean(
+        self, queue: str, state: ListableState, grace_ms: int, limit: int, now_ms: int | None
+    ) -> list[str]:
+        """Remove up to `limit` jobs in `state` older than `grace_ms`; return their ids."""
+        return await self._call(queue_ops.clean, queue, state, grace_ms, limit, now_ms)
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        """Remove every waiting job (and delayed ones when asked); return how many."""
+        return await self._call(queue_ops.drain, queue, delayed)
+
+    async def obliterate(self, queue: str, force: bool) -> None:
+        """Remove the queue and everything in it (JobLockedError if active, unless force)."""
+        await self._call(queue_ops.obliterate, queue, force)
+
+    async def queue_names(self) -> list[str]:
+        """Every queue that has been used in this store."""
+        return await self._call(queue_ops.queue_names)

@@ -1,0 +1,199 @@
+"""Building blocks shared by the transitions: records from rows, sequence numbers,
+moves to `waiting`, deletion with tags and logs, and retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Literal
+
+import orjson
+
+from corral.backends.base import JobRecord, Retention
+from corral.job_state import JobState
+
+FinishedState = Literal["completed", "failed"]
+
+JOB_COLUMNS: Final = (
+    "id, name, data, options, state, priority, attempts_made, stalled_count, progress, "
+    "return_value, failed_reason, stacktrace, created_at, processed_at, finished_at, run_at, "
+    "tags, grp, lock_token"
+)
+
+_ALLOCATE_SEQ: Final = """
+    INSERT INTO queues (name, next_seq) VALUES (?1, 1 + ?2)
+    ON CONFLICT (name) DO UPDATE SET next_seq = next_seq + ?2
+    RETURNING next_seq - ?2
+"""
+_TO_WAITING: Final = "UPDATE jobs SET state = 'waiting', seq = ? WHERE rowid = ?"
+_DELETE_TAG: Final = "DELETE FROM job_tags WHERE queue = ? AND tag = ? AND job_id = ?"
+_DELETE_LOGS: Final = "DELETE FROM job_logs WHERE queue = ? AND job_id = ?"
+_TRIM_BY_COUNT: Final = {
+    state: f"""
+        DELETE FROM jobs WHERE rowid IN (
+            SELECT rowid FROM jobs WHERE queue = ? AND state = '{state}'
+            ORDER BY finished_at DESC, rowid DESC LIMIT -1 OFFSET ?
+        ) RETURNING id, tags
+    """
+    for state in ("completed", "failed")
+}
+_TRIM_BY_AGE: Final = {
+    state: f"""
+        DELETE FROM jobs WHERE queue = ? AND state = '{state}' AND finished_at < ?
+        RETURNING id, tags
+    """
+    for state in ("completed", "failed")
+}
+_RULES: Final = {
+    state: f"""
+        SELECT DISTINCT keep_{state}_count, keep_{state}_age_ms FROM jobs
+        WHERE queue = ? AND state = '{state}' AND finished_at = ?
+    """
+    for state in ("completed", "failed")
+}
+_REMOVE_AT_ONCE: Final = {
+    state: f"""
+        DELETE FROM jobs WHERE queue = ? AND state = '{state}' AND finished_at = ?
+        AND keep_{state}_count = 0 RETURNING id, tags
+    """
+    for state in ("completed", "failed")
+}
+
+
+def to_record(row: Sequence[Any]) -> JobRecord:
+    """A record from a row selected as `JOB_COLUMNS`."""
+    return JobRecord(
+        id=row[0],
+        name=row[1],
+        data=row[2],
+        options=row[3],
+        state=JobState(row[4]),
+        priority=row[5],
+        attempts_made=row[6],
+        stalled_count=row[7],
+        progress=row[8],
+        return_value=row[9],
+        failed_reason=row[10],
+        stacktrace=row[11],
+        created_at=row[12],
+        processed_at=row[13],
+        finished_at=row[14],
+        run_at=row[15],
+        tags=decode_tags(row[16]),
+        group=row[17],
+        lock_token=row[18],
+    )
+
+
+def encode_tags(tags: Sequence[str]) -> str:
+    """Tags as the JSON list stored with the job."""
+    return orjson.dumps(list(tags)).decode() if tags else "[]"
+
+
+def decode_tags(text: str) -> tuple[str, ...]:
+    """Tags from their stored JSON list."""
+    return () if text == "[]" else tuple(orjson.loads(text))
+
+
+def fetch_job(conn: sqlite3.Connection, queue: str, job_id: str) -> JobRecord | None:
+    """One job's record, or None."""
+    row = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND id = ?", (queue, job_id)
+    ).fetchone()
+    return None if row is None else to_record(row)
+
+
+def allocate_seq(conn: sqlite3.Connection, queue: str, count: int) -> int:
+    """The first of `count` fresh queue positions (creating the queue's row if needed)."""
+    return int(conn.execute(_ALLOCATE_SEQ, (queue, count)).fetchone()[0])
+
+
+def seq_at(base: int, offset: int, lifo: bool) -> int:
+    """A position: FIFO jobs count up from 1, LIFO jobs down from -1, so LIFO goes first."""
+    return -(base + offset) if lifo else base + offset
+
+
+def to_waiting(conn: sqlite3.Connection, queue: str, rows: Sequence[tuple[int, int]]) -> None:
+    """Move jobs (rowid, lifo) to the back of `waiting` (front for LIFO), in the given order."""
+    if not rows:
+        return
+    base = allocate_seq(conn, queue, len(rows))
+    conn.executemany(
+        _TO_WAITING,
+        [(seq_at(base, i, bool(lifo)), rowid) for i, (rowid, lifo) in enumerate(rows)],
+    )
+
+
+def purge(conn: sqlite3.Connection, queue: str, deleted: Iterable[tuple[str, str]]) -> list[str]:
+    """Remove the tags and logs of jobs (id, tags) just deleted; return their ids."""
+    ids: list[str] = []
+    tag_rows: list[tuple[str, str, str]] = []
+    for job_id, tags in deleted:
+        ids.append(job_id)
+        tag_rows.extend((queue, tag, job_id) for tag in decode_tags(tags))
+    if tag_rows:
+        conn.executemany(_DELETE_TAG, tag_rows)
+    if ids:
+        conn.executemany(_DELETE_LOGS, [(queue, job_id) for job_id in ids])
+    return ids
+
+
+def delete_ids(conn: sqlite3.Connection, queue: str, ids: Iterable[str]) -> list[str]:
+    """Delete jobs by id with their tags and logs; return the ids that existed."""
+    deleted = [
+        row
+        for job_id in ids
+        for row in conn.execute(
+            "DELETE FROM jobs WHERE queue = ? AND id = ? RETURNING id, tags", (queue, job_id)
+        )
+    ]
+    return purge(conn, queue, deleted)
+
+
+def delete_returning(conn: sqlite3.Connection, queue: str, sql: str, params: Sequence[Any]) -> (
+    list[str]
+):
+    """Run a `DELETE ... RETURNING id, tags` and purge what it deleted; return the ids."""
+    return purge(conn, queue, conn.execute(sql, params).fetchall())
+
+
+def trim(
+    conn: sqlite3.Connection, queue: str, state: FinishedState, keep: Retention, now: int
+) -> list[str]:
+    """Apply one retention rule to every job of the queue in `state`; return ids removed."""
+    removed: list[str] = []
+    if keep.count is not None and keep.count > 0:
+        removed += delete_returning(conn, queue, _TRIM_BY_COUNT[state], (queue, keep.count))
+    if keep.age_ms is not None:
+        removed += delete_returning(conn, queue, _TRIM_BY_AGE[state], (queue, now - keep.age_ms))
+    return removed
+
+
+class Finisher:
+    """Applies retention to the jobs that reached a finished state in this transaction.
+
+    Rather than one query per job, it reads the distinct rules of the jobs finished at
+    `now` once: a count of 0 removes those jobs themselves, any other rule trims the
+    whole state once.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, queue: str, now: int) -> None:
+        self.conn = conn
+        self.queue = queue
+        self.now = now
+        self._states: set[FinishedState] = set()
+
+    def finished(self, state: FinishedState) -> None:
+        """Note that a job just reached `state` (its `finished_at` is `now`)."""
+        self._states.add(state)
+
+    def apply(self) -> None:
+        """Delete the jobs that the retention rules of the newly finished ones drop."""
+        for state in sorted(self._states):
+            params = (self.queue, self.now)
+            rules = [Retention(*row) for row in self.conn.execute(_RULES[state], params)]
+            if any(rule.count == 0 for rule in rules):
+                delete_returning(self.conn, self.queue, _REMOVE_AT_ONCE[state], params)
+            for rule in rules:
+                if rule.count != 0 and not rule.keeps_all:
+                    trim(self.conn, self.queue, state, rule, self.now)

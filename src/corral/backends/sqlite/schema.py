@@ -1,0 +1,116 @@
+"""The SQLite schema, as numbered migrations tracked in `PRAGMA user_version`.
+
+Each state has a partial index ordered the way that state is read, so taking the
+next job, promoting due jobs, finding lapsed locks and trimming finished jobs
+touch only the rows of that state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from corral.errors import BackendUnavailableError
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (  # 1: queues, jobs, their tags and logs
+        """
+        CREATE TABLE queues (
+            name TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL DEFAULT 0,
+            hold_until INTEGER NOT NULL DEFAULT 0,
+            config TEXT,
+            config_version INTEGER NOT NULL DEFAULT 0,
+            next_seq INTEGER NOT NULL DEFAULT 1
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE jobs (
+            queue TEXT NOT NULL,
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data TEXT NOT NULL,
+            options TEXT NOT NULL,
+            state TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            lifo INTEGER NOT NULL DEFAULT 0,
+            seq INTEGER NOT NULL,
+            run_at INTEGER,
+            created_at INTEGER NOT NULL,
+            processed_at INTEGER,
+            finished_at INTEGER,
+            attempts_made INTEGER NOT NULL DEFAULT 0,
+            stalled_count INTEGER NOT NULL DEFAULT 0,
+            progress TEXT,
+            return_value TEXT,
+            failed_reason TEXT,
+            stacktrace TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            grp TEXT,
+            lock_token TEXT,
+            lock_until INTEGER,
+            worker_id TEXT,
+            keep_completed_count INTEGER,
+            keep_completed_age_ms INTEGER,
+            keep_failed_count INTEGER,
+            keep_failed_age_ms INTEGER,
+            PRIMARY KEY (queue, id)
+        )
+        """,
+        "CREATE INDEX jobs_waiting ON jobs (queue, priority, seq) WHERE state = 'waiting'",
+        "CREATE INDEX jobs_delayed ON jobs (queue, run_at) WHERE state = 'delayed'",
+        "CREATE INDEX jobs_active ON jobs (queue, lock_until) WHERE state = 'active'",
+        "CREATE INDEX jobs_completed ON jobs (queue, finished_at) WHERE state = 'completed'",
+        "CREATE INDEX jobs_failed ON jobs (queue, finished_at) WHERE state = 'failed'",
+        "CREATE INDEX jobs_waiting_children ON jobs (queue, created_at)"
+        " WHERE state = 'waiting-children'",
+        """
+        CREATE TABLE job_tags (
+            queue TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            PRIMARY KEY (queue, tag, job_id)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE job_logs (
+            queue TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            line TEXT NOT NULL,
+            PRIMARY KEY (queue, job_id, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version stored in the database file."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date; safe when several processes open a new file at once."""
+    if user_version(conn) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        version = user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise BackendUnavailableError(
+                f"the database has schema version {version}, newer than this corral "
+                f"understands ({SCHEMA_VERSION}): upgrade corral"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[number]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
