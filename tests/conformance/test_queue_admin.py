@@ -75,6 +75,8 @@ async def test_counts_has_all_six_states(
         "waiting": 3, "delayed": 2, "active": 1, "completed": 1, "failed": 1,
         "waiting-children": 0,
     }
+    assert [job.id for job in await queue.jobs("active")] == [held.id]
+    assert len(await queue.jobs("waiting-children")) == 0
 
 
 async def test_jobs_waiting_in_run_order_with_paging(queue: corral.Queue) -> None:

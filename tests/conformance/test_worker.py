@@ -21,7 +21,6 @@ from .support import (
     WorkerFactory,
     WorkerStarter,
     drive,
-    hold_active,
     is_state,
     stored,
     wait_for,
@@ -307,7 +306,8 @@ async def test_rate_limited_hands_back_and_holds_the_queue(
     second = await queue.add("second", {})
     worker = make_worker(limited_once, concurrency=1)
 
-    await worker.run(burst=True)  # returns once the queue is held
+    # Returns once the queue is held; the handed-back attempt is not counted.
+    assert await worker.run(burst=True) == 0
 
     assert calls == ["first"]
     held = await stored(queue, first.id)
@@ -620,9 +620,14 @@ async def test_close_hands_unfinished_jobs_back_without_an_attempt(
     start_worker: WorkerStarter,
 ) -> None:
     job = await queue.add("m", {}, attempts=1)
-    worker, _ = await hold_active(queue, make_worker, start_worker, job.id)
+    blocker = Blocker()
+    worker = make_worker(blocker.process)
+    run = start_worker(worker)
+    await wait_for(is_state(queue, job.id, "active"))
 
     await drive(worker.close(timeout=0.2), clock)
+
+    assert await asyncio.wait_for(run, 5) == 0  # the handed-back attempt is not counted
 
     back = await stored(queue, job.id)
     assert (back.state, back.attempts_made, back.stalled_count) == ("waiting", 0, 0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.backends.sqlite.sqlite_support import T0, add, claim, file_names, ids, new_job
 
 from corral.backends.base import Backend, StoredConfig
 from corral.backends.sqlite import SqliteBackend
 from corral.errors import InvalidOptionError
 from corral.job_state import JobState
+from tests.backends.sqlite.sqlite_support import T0, add, claim, file_names, ids, new_job
 
 
 def test_is_a_backend(db_path: str) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.backends.sqlite.sqlite_support import LOCK_MS, T0, add, claim, new_job
 
 from corral.backends.base import Complete, Fail
 from corral.backends.sqlite import SqliteBackend
 from corral.errors import BackendUnavailableError, InvalidOptionError, JobLockedError
 from corral.job_state import JobState
+from tests.backends.sqlite.sqlite_support import LOCK_MS, T0, add, claim, new_job
 
 EMPTY = {
     "waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "waiting-children": 0,

@@ -7,12 +7,19 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.backends.sqlite.sqlite_support import file_names, finish_process, go, ready, start_adder, write_garbage
 
 from corral.backends.sqlite import SqliteBackend
 from corral.backends.sqlite.schema import SCHEMA_VERSION
 from corral.backends.sqlite.store import Settings, Store
 from corral.errors import BackendUnavailableError
+from tests.backends.sqlite.sqlite_support import (
+    file_names,
+    finish_process,
+    go,
+    ready,
+    start_adder,
+    write_garbage,
+)
 
 
 def schema_version(path: str) -> int:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.backends.sqlite.sqlite_support import LOCK_MS, T0, add, claim, ids, new_job
-
 from corral.backends.base import Complete, Fail, Outcome, Release, Retention, RetryLater
 from corral.backends.sqlite import SqliteBackend
 from corral.backends.sqlite.settle import STALLED_REASON
 from corral.job_state import JobState
+from tests.backends.sqlite.sqlite_support import LOCK_MS, T0, add, claim, ids, new_job
 
 
 async def state_of(backend: SqliteBackend, job_id: str) -> str | None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.backends.sqlite.sqlite_support import add, finish_process, go, new_job, ready, start_adder
-
 from corral import clock
 from corral.backends.sqlite import SqliteBackend, notify
+from tests.backends.sqlite.sqlite_support import (
+    add,
+    finish_process,
+    go,
+    new_job,
+    ready,
+    start_adder,
+)
 
 LONG = 30.0
 """A timeout no passing test waits for."""
