@@ -28,7 +28,7 @@ def test_only_the_clock_module_reads_time() -> None:
 def test_public_names_match_all() -> None:
     public = {name for name in dir(corral) if not name.startswith("_")}
     modules = {"backends", "clock", "codec", "errors", "job", "job_state", "locks", "options",
-               "policy", "queue", "sync", "testing", "worker", "cli"}
+               "policy", "queue", "schedules", "sync", "testing", "worker", "cli"}
     assert public - modules == set(corral.__all__) - {"__version__"}
 
 

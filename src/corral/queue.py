@@ -5,13 +5,22 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
+import orjson
+
 from corral import codec
 from corral.backends import open_backend, redact, resolve_url
-from corral.backends.base import Backend, JobRecord, ListableState, NewJob, Retention
+from corral.backends.base import (
+    Backend,
+    JobRecord,
+    ListableState,
+    NewJob,
+    Retention,
+    ScheduleRecord,
+)
 from corral.clock import SYSTEM, Clock, monotonic, to_ms
 from corral.errors import BackendUnavailableError, InvalidOptionError, PayloadTooLargeError
 from corral.job import Job
@@ -30,6 +39,7 @@ from corral.options import (
     options_to_json,
     parse_duration,
 )
+from corral.schedules import Schedule, ScheduleSpec, tick_job_id
 
 __all__ = ["Queue"]
 
@@ -127,6 +137,10 @@ class Queue:
             self._down_until = monotonic() + FAIL_FAST_SECONDS
             raise
 
+    async def _backend_call_plain(self, method: str) -> Any:
+        """A backend call that is about the store, not this queue."""
+        return await getattr(self.backend, method)()
+
     async def _current_config(self, refresh: bool = False) -> QueueConfig:
         if self._config is None or refresh:
             stored = await self._backend_call("get_config")
@@ -168,22 +182,23 @@ class Queue:
         return await self._add_specs(specs)
 
     async def _add_specs(self, specs: Sequence[JobSpec]) -> list[Job]:
-        for spec in specs:
-            codec.check_json(spec.data, "data")  # refuse bad data before any I/O
+        texts = [codec.dumps(spec.data, "data") for spec in specs]  # bad data: refused before I/O
         for _ in range(_STALE_CONFIG_RETRIES):
             config = await self._current_config()
-            jobs = [self._new_job(spec, config) for spec in specs]
+            jobs = [
+                self._new_job(spec, text, config)
+                for spec, text in zip(specs, texts, strict=True)
+            ]
             result = await self._backend_call("add", jobs, self._config_version, self._now())
             if not result.stale_config:
                 return [self._added(record, created) for record, created in result.records]
             await self._current_config(refresh=True)
         raise BackendUnavailableError("the queue's settings kept changing during add; try again")
 
-    def _new_job(self, spec: JobSpec, config: QueueConfig) -> NewJob:
+    def _new_job(self, spec: JobSpec, data: str, config: QueueConfig) -> NewJob:
         options = spec.options.merged_over(config.defaults)
         if options.get("dedupe") is not None:
             raise InvalidOptionError("dedupe is not supported by this version of corral")
-        data = codec.dumps(spec.data, "data")
         size = len(data.encode())
         if size > config.max_payload:
             raise PayloadTooLargeError(size, config.max_payload)
@@ -196,7 +211,7 @@ class Queue:
             id=job_id,
             name=spec.name,
             data=data,
-            options=codec.dumps(options_to_json(effective), "options"),
+            options=orjson.dumps(options_to_json(effective)).decode(),  # validated already
             priority=effective["priority"],
             lifo=effective["lifo"],
             delay_ms=None if delay is None else int(delay * 1000),
@@ -327,3 +342,60 @@ class Queue:
     async def config(self) -> QueueConfig:
         """The queue's stored settings."""
         return await self._current_config(refresh=True)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | str | None = None,
+        tz: str = "UTC",
+        job_name: str | None = None,
+        data: Any = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        **options: Any,
+    ) -> Schedule:
+        """Create or update a schedule: one job per tick, however many processes run."""
+        spec = ScheduleSpec.parse(
+            schedule_id, cron=cron, every=every, tz=tz, job_name=job_name, data=data,
+            start=start, end=end, limit=limit, options=options,
+        )
+        await self._encode_data(data)  # the ticks' payload must fit the queue's limit
+        now = self._now()
+        if now is None:
+            now = await self._backend_call_plain("time_ms")
+        await self._backend_call("upsert_schedule", schedule_id, spec.to_text(),
+                                 spec.first_run(now))
+        stored = await self._find_schedule(schedule_id)
+        assert stored is not None
+        return stored
+
+    async def unschedule(self, schedule_id: str) -> bool:
+        """Remove a schedule and its planned tick; False when there was none."""
+        removed: bool = await self._backend_call(
+            "remove_schedule", check_label(schedule_id, "schedule id")
+        )
+        return removed
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule of the queue with its next and last run."""
+        records = await self._backend_call("list_schedules")
+        return [Schedule.from_record(record) for record in records]
+
+    async def _find_schedule(self, schedule_id: str) -> Schedule | None:
+        return next((s for s in await self.schedules() if s.id == schedule_id), None)
+
+    async def _tick_job(self, record: ScheduleRecord) -> NewJob:
+        """The job that the due tick of a stored schedule adds."""
+        assert record.next_run is not None
+        spec = ScheduleSpec.from_text(record.spec)
+        job_spec = JobSpec(
+            spec.job_name, spec.data, **spec.options.given(),
+            job_id=tick_job_id(record.id, record.next_run),
+        )
+        config = await self._current_config()
+        return self._new_job(job_spec, codec.dumps(spec.data, "data"), config)

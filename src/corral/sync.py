@@ -12,7 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -21,6 +21,7 @@ from corral import queue as async_queue
 from corral.clock import Clock
 from corral.job_state import JobState
 from corral.options import UNSET, JobOptions, JobSpec, QueueConfig, _Unset
+from corral.schedules import Schedule
 
 __all__ = ["Job", "Queue"]
 
@@ -245,6 +246,34 @@ class Queue:
     def config(self) -> QueueConfig:
         """The queue's stored settings."""
         return self._run(self._queue.config())
+
+    def schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | str | None = None,
+        tz: str = "UTC",
+        job_name: str | None = None,
+        data: Any = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        **options: Any,
+    ) -> Schedule:
+        """Create or update a schedule."""
+        return self._run(self._queue.schedule(
+            schedule_id, cron=cron, every=every, tz=tz, job_name=job_name, data=data,
+            start=start, end=end, limit=limit, **options,
+        ))
+
+    def unschedule(self, schedule_id: str) -> bool:
+        """Remove a schedule."""
+        return self._run(self._queue.unschedule(schedule_id))
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule of the queue."""
+        return self._run(self._queue.schedules())
 
     def close(self) -> None:
         """Release the store connection."""

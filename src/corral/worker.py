@@ -20,7 +20,16 @@ from typing import Any, Final
 
 from corral import codec
 from corral.backends import open_backend, redact, resolve_url
-from corral.backends.base import Backend, Claimed, Complete, Fail, Outcome, Release, RetryLater
+from corral.backends.base import (
+    Backend,
+    Claimed,
+    Complete,
+    Fail,
+    Outcome,
+    Release,
+    RetryLater,
+    ScheduleRecord,
+)
 from corral.clock import SYSTEM, Clock
 from corral.errors import CorralError, InvalidOptionError, LockLostError, RateLimited
 from corral.job import Job
@@ -28,6 +37,7 @@ from corral.locks import LockRenewer
 from corral.options import check_int, check_label, check_queue_name, parse_duration
 from corral.policy import BackoffFunction, decide_after_failure
 from corral.queue import Queue
+from corral.schedules import ScheduleSpec
 
 __all__ = ["Worker", "run_workers"]
 
@@ -221,6 +231,9 @@ class Worker:
             await self._acknowledged(outcomes, set(result.refused))
             for claimed in result.claimed:
                 self._start(claimed)
+            if result.due_schedules:
+                await self._fire_schedules(result.due_schedules, result.now_ms)
+                continue
             if result.claimed or self._finished:
                 continue
             if burst and not self._running and not self._stray_threads:
@@ -270,6 +283,22 @@ class Worker:
         for job_id in [*result.recovered, *result.failed]:
             log.warning("job %s stalled (its worker's lock lapsed)", job_id)
             await self._emit("stalled", job_id)
+
+    async def _fire_schedules(self, due: list[ScheduleRecord], now_ms: int) -> None:
+        """Fire due ticks; a tick another process fired first is refused by the store."""
+        assert self._backend is not None
+        assert self._queue is not None
+        for record in due:
+            assert record.next_run is not None
+            spec = ScheduleSpec.from_text(record.spec)
+            following = spec.run_after(record.next_run, now_ms, record.count + 1)
+            job = await self._queue._tick_job(record)
+            fired = await self._backend.fire_schedule(
+                self.queue_name, record.id, record.version, record.next_run, following, job,
+                self._now(),
+            )
+            if fired:
+                log.info("schedule %r fired job %s", record.id, job.id)
 
     # -- one job ---------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ __all__ = [
     "Release",
     "Retention",
     "RetryLater",
+    "ScheduleRecord",
     "SettleResult",
     "StoredConfig",
 ]
@@ -159,6 +160,21 @@ Outcome = Complete | Fail | RetryLater | Release
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A stored schedule: its spec (canonical JSON text) and where it stands."""
+
+    id: str
+    spec: str
+    next_run: int | None
+    """When the next tick is due (None: the schedule has ended)."""
+    last_run: int | None
+    count: int
+    """Ticks fired so far."""
+    version: int
+    """Bumped by every change of the spec, so a tick computed from an old spec is refused."""
+
+
+@dataclass(frozen=True, slots=True)
 class SettleResult:
     """What `settle` did: outcomes refused for a stale token, and the jobs newly claimed."""
 
@@ -169,6 +185,9 @@ class SettleResult:
     """When the earliest delayed job falls due (None: no delayed job)."""
     hold_until_ms: int | None = None
     """When a `RateLimited` hold on the queue ends (None: no hold)."""
+    due_schedules: list[ScheduleRecord] = field(default_factory=list)
+    """Schedules whose next tick is due (at most a few per call); `next_due_ms` also
+    counts the next runs of schedules."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,4 +359,41 @@ class Backend(Protocol):
 
     async def queue_names(self) -> list[str]:
         """Every queue that has been used in this store."""
+        ...
+
+    async def time_ms(self) -> int:
+        """The store's clock (Redis `TIME`; this machine's clock for SQLite)."""
+        ...
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def upsert_schedule(
+        self, queue: str, schedule_id: str, spec: str, next_run_ms: int | None
+    ) -> bool:
+        """Store a schedule; an identical spec changes nothing (False). A changed spec
+        replaces the planned tick with `next_run_ms` and bumps the version; count and
+        last run are kept."""
+        ...
+
+    async def remove_schedule(self, queue: str, schedule_id: str) -> bool:
+        """Remove a schedule and its planned tick; False when there was none."""
+        ...
+
+    async def list_schedules(self, queue: str) -> list[ScheduleRecord]:
+        """Every schedule of the queue, by id."""
+        ...
+
+    async def fire_schedule(
+        self,
+        queue: str,
+        schedule_id: str,
+        version: int,
+        due_ms: int,
+        next_run_ms: int | None,
+        job: NewJob,
+        now_ms: int | None,
+    ) -> bool:
+        """Compare-and-set: if the schedule is still at `version` with its next run at
+        `due_ms`, add `job` (as `add` would) and advance the next run to `next_run_ms`,
+        last run to `due_ms`, count + 1; else change nothing and return False."""
         ...

@@ -12,6 +12,7 @@ from corral.errors import CorralError
 from .admin import add, clean, job, jobs, pause, remove, resume, retry, stats
 from .common import UserError
 from .demo import demo
+from .schedules import schedules
 from .workers import worker
 
 __all__ = ["cli", "main"]
@@ -39,7 +40,9 @@ def cli() -> None:
     """
 
 
-for command in (worker, add, stats, jobs, job, retry, remove, pause, resume, clean, demo):
+for command in (
+    worker, add, stats, jobs, job, retry, remove, pause, resume, clean, schedules, demo
+):
     cli.add_command(command)
 
 

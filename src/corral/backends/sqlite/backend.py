@@ -23,12 +23,14 @@ from corral.backends.base import (
     NewJob,
     Outcome,
     RecoverResult,
+    ScheduleRecord,
     SettleResult,
     StoredConfig,
 )
 from corral.backends.sqlite import jobs as job_ops
 from corral.backends.sqlite import notify
 from corral.backends.sqlite import queues as queue_ops
+from corral.backends.sqlite import schedules as schedule_ops
 from corral.backends.sqlite import settle as worker_ops
 from corral.backends.sqlite.store import Settings, Store, unavailable
 from corral.errors import BackendUnavailableError
@@ -246,3 +248,43 @@ class SqliteBackend:
     async def queue_names(self) -> list[str]:
         """Every queue that has been used in this store."""
         return await self._call(queue_ops.queue_names)
+
+    async def time_ms(self) -> int:
+        """The store's clock: this machine's, as every process sharing the file reads it."""
+        return clock.system_ms()
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def upsert_schedule(
+        self, queue: str, schedule_id: str, spec: str, next_run_ms: int | None
+    ) -> bool:
+        """Store a schedule; an identical spec changes nothing (False). A changed spec
+        replaces the planned tick and bumps the version; count and last run are kept."""
+        return await self._call(
+            schedule_ops.upsert_schedule, queue, schedule_id, spec, next_run_ms
+        )
+
+    async def remove_schedule(self, queue: str, schedule_id: str) -> bool:
+        """Remove a schedule and its planned tick; False when there was none."""
+        return await self._call(schedule_ops.remove_schedule, queue, schedule_id)
+
+    async def list_schedules(self, queue: str) -> list[ScheduleRecord]:
+        """Every schedule of the queue, by id."""
+        return await self._call(schedule_ops.list_schedules, queue)
+
+    async def fire_schedule(
+        self,
+        queue: str,
+        schedule_id: str,
+        version: int,
+        due_ms: int,
+        next_run_ms: int | None,
+        job: NewJob,
+        now_ms: int | None,
+    ) -> bool:
+        """Compare-and-set: while the schedule is at `version` with its next run at
+        `due_ms`, add `job` (as `add` would) and advance it; else change nothing."""
+        return await self._call(
+            schedule_ops.fire_schedule,
+            queue, schedule_id, version, due_ms, next_run_ms, job, now_ms,
+        )

@@ -73,6 +73,14 @@ def add(
     row = conn.execute("SELECT config_version FROM queues WHERE name = ?", (queue,)).fetchone()
     if (0 if row is None else row[0]) != config_version:
         return AddResult([], now, stale_config=True)
+    return AddResult(insert_jobs(conn, queue, jobs, now), now)
+
+
+def insert_jobs(
+    conn: sqlite3.Connection, queue: str, jobs: Sequence[NewJob], now: int
+) -> list[tuple[JobRecord, bool]]:
+    """The body of `add` inside a caller's transaction: insert jobs in order (creating
+    the queue's row); an id still stored returns that job unchanged (False)."""
     base = allocate_seq(conn, queue, len(jobs))
     records: list[tuple[JobRecord, bool]] = []
     for offset, job in enumerate(jobs):
@@ -83,7 +91,7 @@ def add(
             records.append((existing, False))
         else:
             records.append((record, True))
-    return AddResult(records, now)
+    return records
 
 
 def _insert(

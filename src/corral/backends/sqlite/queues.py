@@ -115,7 +115,7 @@ def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
 
 @write
 def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
-    """Remove the queue and all its jobs, tags and logs."""
+    """Remove the queue and all its jobs, tags, logs and schedules."""
     if not force:
         active = conn.execute(
             "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
@@ -128,6 +128,7 @@ def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
         "DELETE FROM jobs WHERE queue = ?",
         "DELETE FROM job_tags WHERE queue = ?",
         "DELETE FROM job_logs WHERE queue = ?",
+        "DELETE FROM schedules WHERE queue = ?",
         "DELETE FROM queues WHERE name = ?",
     ):
         conn.execute(sql, (queue,))

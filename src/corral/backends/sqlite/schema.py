@@ -2,7 +2,9 @@
 
 Each state has a partial index ordered the way that state is read, so taking the
 next job, promoting due jobs, finding lapsed locks and trimming finished jobs
-touch only the rows of that state.
+touch only the rows of that state. Schedules are indexed by their next tick.
+
+A file at an older version is upgraded in place by the migrations it lacks.
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (queue, job_id, seq)
         ) WITHOUT ROWID
         """,
+    ),
+    (  # 2: schedules, each with its next tick
+        """
+        CREATE TABLE schedules (
+            queue TEXT NOT NULL,
+            id TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            next_run INTEGER,
+            last_run INTEGER,
+            count INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (queue, id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX schedules_due ON schedules (queue, next_run) WHERE next_run IS NOT NULL",
     ),
 )
 

@@ -19,6 +19,7 @@ from corral.backends.base import (
     SettleResult,
 )
 from corral.backends.sqlite.rows import JOB_COLUMNS, Finisher, to_record, to_waiting
+from corral.backends.sqlite.schedules import ticks
 from corral.backends.sqlite.store import (
     Store,
     data_version,
@@ -93,7 +94,11 @@ def settle(
     worker_id: str,
     now_ms: int | None,
 ) -> SettleResult:
-    """Apply outcomes (checking tokens), promote due jobs, claim up to `claim`: one transaction."""
+    """Apply outcomes (checking tokens), promote due jobs, claim up to `claim`: one transaction.
+
+    Also reports the schedules due (a few, earliest first) without firing them, and
+    counts the schedules' next runs in `next_due_ms` (a due one makes it <= now).
+    """
     looked = None
     if not outcomes:
         # Idle workers wake on every commit to the file; most find nothing to do, and a
@@ -114,7 +119,10 @@ def settle(
 def _look(
     conn: sqlite3.Connection, queue: str, claim: int, now_ms: int | None
 ) -> tuple[SettleResult, int] | None:
-    """The result of a settle with no outcomes, or None when it would change something."""
+    """The result of a settle with no outcomes, or None when it would change something.
+
+    Due schedules need no write: firing them is a transition of its own.
+    """
     now = resolve_now(now_ms)
     paused, hold_until = _flags(conn, queue)
     next_due = conn.execute(_NEXT_DUE, (queue,)).fetchone()[0]
@@ -123,8 +131,17 @@ def _look(
     can_claim = claim > 0 and not paused and now >= hold_until
     if can_claim and conn.execute(_ANY_WAITING, (queue,)).fetchone():
         return None
+    next_tick, due = ticks(conn, queue, now)
     held = hold_until if hold_until > now else None
-    return SettleResult([], [], now, next_due, held), data_version(conn)
+    result = SettleResult([], [], now, _earliest(next_due, next_tick), held, due)
+    return result, data_version(conn)
+
+
+def _earliest(first: int | None, second: int | None) -> int | None:
+    """The earlier of two times, either of which may be missing."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)
 
 
 def _flags(conn: sqlite3.Connection, queue: str) -> tuple[bool, int]:
@@ -160,9 +177,10 @@ def _settle(
     claimed: list[Claimed] = []
     if claim > 0 and not paused and now >= hold_until:
         claimed = _claim(conn, queue, claim, now, now + lock_ms, worker_id)
-    result = SettleResult(
-        refused, claimed, now, next_due, hold_until if hold_until > now else None
-    )
+    # Ticks are reported even while the queue is paused or held: their jobs wait there.
+    next_tick, due = ticks(conn, queue, now)
+    held = hold_until if hold_until > now else None
+    result = SettleResult(refused, claimed, now, _earliest(next_due, next_tick), held, due)
     # Read under the write lock: the exact version this look for work saw.
     return result, data_version(conn)
 
