@@ -56,7 +56,7 @@ class Job:
     def options(self) -> JobOptions:
         """The job's effective options (its own, the queue's defaults, the library's)."""
         if self._options is None:  # parsed on first use: most jobs never need it
-            self._options = JobOptions.from_json(codec.loads(self._options_json))
+            self._options = JobOptions.from_stored(self._options_json)
         return self._options
 
     @property

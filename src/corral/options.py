@@ -6,12 +6,15 @@ classes, so a bad value is refused with `InvalidOptionError` before any I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
+
+import orjson
 
 from corral.codec import JSON
 from corral.errors import InvalidOptionError
@@ -430,6 +433,12 @@ class JobOptions:
         if isinstance(values.get("tags"), list):
             values["tags"] = tuple(values["tags"])
         return cls.from_mapping(values)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=512)
+    def from_stored(text: str) -> JobOptions:
+        """Options from stored JSON text; memoised, as many jobs share the same options."""
+        return JobOptions.from_json(orjson.loads(text))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobOptions) and self.to_json() == other.to_json()
