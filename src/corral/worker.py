@@ -25,6 +25,7 @@ from corral.backends.base import (
     Claimed,
     Complete,
     Fail,
+    JobRecord,
     Outcome,
     Release,
     RetryLater,
@@ -32,6 +33,7 @@ from corral.backends.base import (
 )
 from corral.clock import SYSTEM, Clock
 from corral.errors import CorralError, InvalidOptionError, LockLostError, RateLimited
+from corral.isolation import ProcessPool, processor_target
 from corral.job import Job
 from corral.locks import LockRenewer
 from corral.options import check_int, check_label, check_queue_name, parse_duration
@@ -69,6 +71,7 @@ class JobTimeoutError(CorralError):
 class _Running:
     job: Job
     token: str
+    record: JobRecord
     task: asyncio.Task[None] | None = None
     outcome: Outcome | None = None
     notice: tuple[str, tuple[Any, ...]] | None = None  # callback to fire once acknowledged
@@ -108,10 +111,15 @@ class Worker:
         self.stalled_interval = parse_duration(stalled_interval, "stalled_interval",
                                                allow_zero=False)
         self.max_stalled_count = check_int(max_stalled_count, "max_stalled_count", minimum=0)
-        if isolation != "thread":
-            raise InvalidOptionError(
-                f"isolation={isolation!r} is not available in this version: use 'thread'"
-            )
+        if isolation not in ("thread", "process"):
+            raise InvalidOptionError(f"isolation must be 'thread' or 'process', not {isolation!r}")
+        self.isolation = isolation
+        # Checked now: a processor a child process cannot import is a construction error.
+        self._targets = (
+            {name: processor_target(fn, name) for name, fn in self._processors.items()}
+            if isolation == "process" else {}
+        )
+        self._pool: ProcessPool | None = None
         self.clock: Clock = clock or SYSTEM
         if backoff is not None and not callable(backoff):
             raise InvalidOptionError("backoff must be a callable (attempt, exc) -> seconds")
@@ -193,6 +201,8 @@ class Worker:
         self._queue = Queue._sharing(self.queue_name, self.url, self._backend, self.clock)
         self._queue._on_progress = functools.partial(self._emit, "progress")
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="corral-job")
+        if self.isolation == "process":
+            self._pool = ProcessPool(self._targets, self.url, self.queue_name, self.concurrency)
         self._locks = LockRenewer(
             self._backend.lock_keeper(), self.queue_name, int(self.lock_duration * 1000),
             self.clock, asyncio.get_running_loop(),
@@ -306,7 +316,7 @@ class Worker:
         assert self._queue is not None
         assert self._locks is not None
         job = Job(claimed.record, self._queue)
-        running = _Running(job, claimed.token)
+        running = _Running(job, claimed.token, claimed.record)
         self._running[job.id] = running
         self._locks.hold(job.id, claimed.token, job.options.timeout)
         running.task = asyncio.ensure_future(self._process(running))
@@ -355,8 +365,10 @@ class Worker:
         processor = self._processors.get(job.name, self._processors.get("*"))
         if processor is None:
             raise _no_processor(job.name, self._processors)
-        if is_async_callable(processor):
-            work: asyncio.Future[Any] = asyncio.ensure_future(processor(job))
+        if self._pool is not None:
+            work: asyncio.Future[Any] = asyncio.ensure_future(self._pool.run(running.record))
+        elif is_async_callable(processor):
+            work = asyncio.ensure_future(processor(job))
         else:
             work = self._in_thread(processor, running)
         timeout = job.options.timeout
@@ -431,6 +443,9 @@ class Worker:
                 )
                 await self._acknowledged(finished, set(result.refused))
         finally:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
             self._locks.stop()
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
