@@ -8,15 +8,21 @@ store's name (`test_add[sqlite]`). A new store (Redis) is one more entry here.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import corral
 from corral.testing import VirtualClock
+from tests.redis_server import start_redis, stop_redis
 
 StoreFactory = Callable[[Path], Iterator[str]]
 """Yields the URL of an empty store for one test, then cleans it up."""
@@ -30,9 +36,50 @@ def _sqlite_store(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path}/corral.db"
 
 
-STORES: dict[str, StoreFactory] = {
+class _RedisServer:
+    """One real redis-server on a loopback port for the whole session, started on first use."""
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.data_dir: str | None = None
+
+    def url(self) -> str:
+        if self.port is None:
+            self.data_dir = tempfile.mkdtemp(prefix="corral-redis-")
+            self.port, self.process = start_redis(Path(self.data_dir))
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_redis(self.process)
+            shutil.rmtree(self.data_dir or "", ignore_errors=True)
+
+
+REDIS = _RedisServer()
+
+
+def _redis_store(tmp_path: Path) -> Iterator[str]:
+    url = REDIS.url()
+    with redis.Redis.from_url(url) as client:
+        client.flushall()
+    yield url
+
+
+ALL_STORES: dict[str, StoreFactory] = {
     "sqlite": _sqlite_store,
+    "redis": _redis_store,
 }
+# CORRAL_TEST_STORES=sqlite runs the suite on a subset (e.g. where no redis-server exists).
+STORES: dict[str, StoreFactory] = {
+    name: ALL_STORES[name]
+    for name in os.environ.get("CORRAL_TEST_STORES", ",".join(ALL_STORES)).split(",")
+}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the session's redis-server."""
+    REDIS.stop()
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -27,7 +27,8 @@ def test_only_the_clock_module_reads_time() -> None:
 
 def test_public_names_match_all() -> None:
     public = {name for name in dir(corral) if not name.startswith("_")}
-    modules = {"backends", "clock", "codec", "errors", "job", "job_state", "locks", "options",
+    modules = {"backends", "clock", "codec", "errors", "isolation", "job", "job_state", "locks",
+               "options",
                "policy", "queue", "schedules", "sync", "testing", "worker", "cli"}
     assert public - modules == set(corral.__all__) - {"__version__"}
 

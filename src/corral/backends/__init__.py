@@ -65,4 +65,8 @@ def open_backend(url: str) -> Backend:
         from corral.backends.sqlite import SqliteBackend
 
         return SqliteBackend(sqlite_path(url), url_params(url))
-    raise InvalidOptionError(f"the Redis store is not available in this version: {redact(url)!r}")
+    if scheme in REDIS_SCHEMES:
+        from corral.backends.redis import RedisBackend
+
+        return RedisBackend(url, url_params(url))
+    raise InvalidOptionError(f"unsupported store URL scheme {scheme!r} in {redact(url)!r}")

@@ -1,0 +1,31 @@
+--[[
+  obliterate: delete the queue and everything in it.
+
+  Input:
+    KEYS[1]   meta              (hash)
+    KEYS[2]   jobs              (hash)
+    KEYS[3]   data              (hash)
+    KEYS[4]   waiting           (sorted set)
+    KEYS[5]   delayed           (sorted set)
+    KEYS[6]   active            (sorted set)
+    KEYS[7]   completed         (sorted set)
+    KEYS[8]   failed            (sorted set)
+    KEYS[9]   waiting-children  (sorted set)
+    KEYS[10]  tags              (sorted set)
+    KEYS[11]  logs              (hash)
+    KEYS[12]  marker            (sorted set)
+    KEYS[13]  schedules         (hash)
+    KEYS[14]  ticks             (sorted set)
+
+    ARGV[1]  force  "1" to delete even while jobs are active
+
+  Output:
+    0 deleted; otherwise the number of active jobs that prevented it (nothing deleted).
+]]
+
+local active = redis.call('ZCARD', KEYS[6])
+if active > 0 and ARGV[1] ~= '1' then
+  return active
+end
+redis.call('DEL', unpack(KEYS))
+return 0

@@ -1,0 +1,135 @@
+"""Translation between the protocol's records and what the scripts store and return.
+
+A job is stored as one JSON record (encoded by Lua's cjson) in the queue's `jobs` hash,
+with its data in the `data` hash. Data, options, progress and return values stay JSON
+*text* inside the record, so cjson never re-encodes a user's numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+
+from corral.backends.base import (
+    Claimed,
+    Complete,
+    Fail,
+    JobRecord,
+    NewJob,
+    Outcome,
+    Release,
+    Retention,
+    RetryLater,
+    ScheduleRecord,
+)
+from corral.job_state import JobState
+
+
+def text(value: bytes | str) -> str:
+    """A reply's string (replies are bytes: the clients do not decode)."""
+    return value if isinstance(value, str) else value.decode()
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def ids(value: Any) -> list[str]:
+    """A JSON array of strings from cjson, which encodes an empty array as `{}`."""
+    return value if isinstance(value, list) else []
+
+
+_STATES: Final = {state.value: state for state in JobState}
+
+
+def to_record(job_id: bytes | str, raw: bytes | str, data: bytes | str | None) -> JobRecord:
+    """A record from its stored JSON and data."""
+    rec = orjson.loads(raw)
+    get = rec.get
+    # Positional, in JobRecord's field order: this runs for every job claimed.
+    return JobRecord(
+        text(job_id), rec["name"], "null" if data is None else text(data), rec["options"],
+        _STATES[rec["state"]], rec["priority"], get("attempts_made", 0),
+        get("stalled_count", 0), get("progress"), get("return_value"), get("failed_reason"),
+        get("stacktrace"), rec["created_at"], get("processed_at"), get("finished_at"),
+        get("run_at"), tuple(ids(get("tags"))), get("group"), get("lock_token"),
+    )
+
+
+def triples(reply: Sequence[Any], start: int = 0) -> list[JobRecord]:
+    """Records from a flat reply of (id, record, data) triples."""
+    return [
+        to_record(reply[i], reply[i + 1], reply[i + 2]) for i in range(start, len(reply), 3)
+    ]
+
+
+def claimed(reply: Sequence[Any]) -> list[Claimed]:
+    """The jobs a settle claimed, from its reply after the summary."""
+    return [Claimed(record, record.lock_token or "") for record in triples(reply, 1)]
+
+
+def _keep(completed: Retention, failed: Retention) -> dict[str, int]:
+    rules = {
+        "cc": completed.count, "ca": completed.age_ms, "fc": failed.count, "fa": failed.age_ms,
+    }
+    return {name: value for name, value in rules.items() if value is not None}
+
+
+def _new_job(job: NewJob) -> dict[str, Any]:
+    # Absent rather than null: cjson would decode null to a sentinel, not nil.
+    item: dict[str, Any] = {
+        "id": job.id, "name": job.name, "data": job.data, "options": job.options,
+        "priority": job.priority,
+    }
+    optional = {
+        "lifo": job.lifo or None, "delay": job.delay_ms, "run_at": job.run_at_ms,
+        "tags": list(job.tags) or None, "group": job.group,
+        "keep": _keep(job.keep_completed, job.keep_failed) or None,
+    }
+    item.update((name, value) for name, value in optional.items() if value is not None)
+    return item
+
+
+def encode_jobs(jobs: Sequence[NewJob]) -> bytes:
+    """The `jobs` argument of add.lua."""
+    return orjson.dumps([_new_job(job) for job in jobs])
+
+
+def encode_job(job: NewJob) -> bytes:
+    """The `job` argument of fire_schedule.lua."""
+    return orjson.dumps(_new_job(job))
+
+
+def schedule(schedule_id: bytes | str, raw: bytes | str) -> ScheduleRecord:
+    """A schedule from its stored JSON."""
+    stored = orjson.loads(raw)
+    return ScheduleRecord(
+        id=text(schedule_id),
+        spec=stored["spec"],
+        next_run=_int(stored.get("next_run")),
+        last_run=_int(stored.get("last_run")),
+        count=int(stored.get("count", 0)),
+        version=int(stored["version"]),
+    )
+
+
+def _outcome(outcome: Outcome) -> list[Any]:
+    match outcome:
+        case Complete():
+            return ["complete", outcome.job_id, outcome.token, outcome.return_value]
+        case Fail():
+            return ["fail", outcome.job_id, outcome.token, outcome.reason, outcome.stacktrace]
+        case RetryLater():
+            return [
+                "retry", outcome.job_id, outcome.token, outcome.reason, outcome.stacktrace,
+                outcome.delay_ms,
+            ]
+        case Release():
+            return ["release", outcome.job_id, outcome.token, outcome.hold_ms]
+
+
+def encode_outcomes(outcomes: Sequence[Outcome]) -> bytes:
+    """The `outcomes` argument of settle.lua."""
+    return orjson.dumps([_outcome(outcome) for outcome in outcomes])

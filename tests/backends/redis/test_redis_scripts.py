@@ -1,0 +1,60 @@
+"""The Lua files: one per transition, each with a header that names its keys and arguments."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import redis
+
+from corral.backends.redis import scripts
+from corral.backends.redis.keys import PARTS, queue_keys
+
+TRANSITIONS = {
+    "add", "settle", "recover_stalled", "extend_locks", "remove", "remove_tagged", "promote",
+    "retry_job", "retry_failed", "update_progress", "update_data", "add_log", "set_paused",
+    "clean", "drain", "obliterate", "set_config", "get_job", "list_jobs", "counts",
+    "upsert_schedule", "remove_schedule", "fire_schedule",
+}
+_Q_ENTRY = re.compile(r"(?:\['([\w-]+)'\]|(\w+)) = KEYS\[(\d+)\]")
+
+
+def test_every_transition_has_its_script() -> None:
+    assert set(scripts.names()) == TRANSITIONS
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+def test_the_header_names_every_key_and_argument(name: str) -> None:
+    src = scripts.source(name)
+    assert src.keys, "a script touches at least one key"
+    assert set(src.keys) <= set(PARTS)
+    assert len(set(src.keys)) == len(src.keys)
+    assert "Output:" in src.text.split("]]", 1)[0]
+    used_args = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", src.text.split("]]", 1)[1])}
+    assert used_args <= set(range(1, len(src.argv) + 1))
+    assert not re.search(r"^--- @include", src.text, re.MULTILINE)  # helpers are pasted in
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+def test_the_key_table_matches_the_header(name: str) -> None:
+    src = scripts.source(name)
+    body = src.text.split("]]", 1)[1]
+    table = {int(n): part or word for part, word, n in _Q_ENTRY.findall(body)}
+    if table:  # scripts that use helpers name their keys once, in a table Q
+        assert [table[i] for i in sorted(table)] == list(src.keys)
+    assert "corral" not in body, "no key names built in Lua"
+
+
+def test_key_names_follow_the_layout() -> None:
+    assert queue_keys("mail")["waiting"] == "corral:{mail}:waiting"
+    assert queue_keys("mail", "flow")["jobs"] == "corral:{flow}:jobs"
+    assert scripts.source("counts").key_names("q") == [
+        f"corral:{{q}}:{part}"
+        for part in ("waiting", "delayed", "active", "completed", "failed", "waiting-children")
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+def test_every_script_compiles(name: str, raw: redis.Redis) -> None:
+    sha = raw.script_load(scripts.source(name).text)
+    assert raw.script_exists(sha) == [True]
