@@ -32,7 +32,13 @@ from corral.backends.base import (
     ScheduleRecord,
 )
 from corral.clock import SYSTEM, Clock
-from corral.errors import CorralError, InvalidOptionError, LockLostError, RateLimited
+from corral.errors import (
+    BackendUnavailableError,
+    CorralError,
+    InvalidOptionError,
+    LockLostError,
+    RateLimited,
+)
 from corral.isolation import ProcessPool, processor_target
 from corral.job import Job
 from corral.locks import LockRenewer
@@ -49,6 +55,8 @@ Processor = Callable[..., Any]
 EVENTS: Final = frozenset({"active", "completed", "failed", "progress", "stalled", "error"})
 # How long an idle worker waits on the store before looking again (real seconds).
 IDLE_POLL: Final = 1.0
+# The longest pause between attempts to reach a store that is away (real seconds).
+OUTAGE_BACKOFF_CAP: Final = 5.0
 
 
 def is_async_callable(function: object) -> bool:
@@ -224,35 +232,62 @@ class Worker:
             await self._stopped.wait()
 
     async def _loop(self, burst: bool) -> None:
-        assert self._backend is not None
+        outage = 0
         while not self._closing:
-            await self._maybe_recover_stalled()
-            outcomes = self._take_finished()
-            # Slots of jobs acknowledged in this call are free for the jobs it claims.
-            freed = sum(1 for running in outcomes if not running.thread_busy)
-            free = self.concurrency - len(self._running) + freed - self._stray_threads
-            if free <= 0 and not outcomes:
-                await self._wait(None, idle=False)
+            try:
+                done = await self._step(burst)
+            except BackendUnavailableError as exc:
+                # The store is away: keep running jobs, retry with backoff, lose nothing.
+                outage += 1
+                delay = min(OUTAGE_BACKOFF_CAP, 0.05 * 2**outage)
+                log.warning("worker %s: store unavailable (%s); retrying in %.1f s",
+                            self.id, exc, delay)
+                await self._emit("error", exc)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
                 continue
+            if outage:
+                log.info("worker %s: store reachable again", self.id)
+                outage = 0
+            if done:
+                return
+
+    async def _step(self, burst: bool) -> bool:
+        """One round: settle finished jobs, claim more, fire due ticks, or wait. True: done."""
+        assert self._backend is not None
+        await self._maybe_recover_stalled()
+        outcomes = self._take_finished()
+        # Slots of jobs acknowledged in this call are free for the jobs it claims.
+        freed = sum(1 for running in outcomes if not running.thread_busy)
+        free = self.concurrency - len(self._running) + freed - self._stray_threads
+        if free <= 0 and not outcomes:
+            await self._wait(None, idle=False)
+            return False
+        try:
             result = await self._backend.settle(
                 self.queue_name, [r.outcome for r in outcomes if r.outcome], max(free, 0),
                 int(self.lock_duration * 1000), self.id, self._now(),
             )
-            await self._acknowledged(outcomes, set(result.refused))
-            for claimed in result.claimed:
-                self._start(claimed)
-            if result.due_schedules:
-                await self._fire_schedules(result.due_schedules, result.now_ms)
-                continue
-            if result.claimed or self._finished:
-                continue
-            if burst and not self._running and not self._stray_threads:
-                return
-            wake_at = min(
-                (t for t in (result.next_due_ms, result.hold_until_ms) if t is not None),
-                default=None,
-            )
-            await self._wait(wake_at, idle=not burst)
+        except BaseException:
+            self._finished = outcomes + self._finished  # acknowledge them next time
+            raise
+        await self._acknowledged(outcomes, set(result.refused))
+        for claimed in result.claimed:
+            self._start(claimed)
+        if result.due_schedules:
+            await self._fire_schedules(result.due_schedules, result.now_ms)
+            return False
+        if result.claimed or self._finished:
+            return False
+        if burst and not self._running and not self._stray_threads:
+            return True
+        wake_at = min(
+            (t for t in (result.next_due_ms, result.hold_until_ms) if t is not None),
+            default=None,
+        )
+        await self._wait(wake_at, idle=not burst)
+        return False
 
     def _now(self) -> int | None:
         return self.clock.now_ms() if self.clock.is_virtual else None
@@ -442,6 +477,10 @@ class Worker:
                     int(self.lock_duration * 1000), self.id, self._now(),
                 )
                 await self._acknowledged(finished, set(result.refused))
+        except BackendUnavailableError as exc:
+            # Nothing is lost: the jobs' locks lapse and other workers take them again.
+            log.error("worker %s could not report its last jobs (%s); they will be retried",
+                      self.id, exc)
         finally:
             if self._pool is not None:
                 await self._pool.close()
