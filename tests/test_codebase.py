@@ -27,9 +27,11 @@ def test_only_the_clock_module_reads_time() -> None:
 
 def test_public_names_match_all() -> None:
     public = {name for name in dir(corral) if not name.startswith("_")}
-    modules = {"backends", "clock", "codec", "errors", "isolation", "job", "job_state", "locks",
-               "options",
-               "policy", "queue", "schedules", "sync", "testing", "worker", "cli"}
+    modules = {
+        "backends", "cli", "clock", "codec", "errors", "events", "isolation", "job", "job_state",
+        "locks", "monitoring", "options", "policy", "processors", "queue", "schedules", "sync",
+        "testing", "worker",
+    }
     assert public - modules == set(corral.__all__) - {"__version__"}
 
 

@@ -13,6 +13,7 @@ from corral.errors import (
     SerializationError,
     UnrecoverableError,
 )
+from corral.events import Event, EventType, QueueEvents
 from corral.job import Job
 from corral.job_state import JobState
 from corral.options import Backoff, Dedupe, JobOptions, JobSpec, Keep, QueueConfig, RateLimit
@@ -26,6 +27,8 @@ __all__ = [
     "Backoff",
     "CorralError",
     "Dedupe",
+    "Event",
+    "EventType",
     "InvalidOptionError",
     "Job",
     "JobFailedError",
@@ -39,6 +42,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Queue",
     "QueueConfig",
+    "QueueEvents",
     "RateLimit",
     "RateLimited",
     "SerializationError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -144,12 +143,15 @@ class Job:
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait until the job completes (its return value) or fails (raises JobFailedError).
 
-        `timeout` is in real seconds: TimeoutError when it passes first.
+        Follows the queue's events, so it wakes as soon as the job finishes in any
+        process. `timeout` is in real seconds: TimeoutError when it passes first.
         """
         from corral.errors import JobFailedError
+        from corral.events import QueueEvents
 
+        events = QueueEvents._sharing(self.queue_name, self._queue.url, self._queue.backend)
+        await events.start()  # fix the position before looking at the job
         deadline = None if timeout is None else monotonic() + timeout
-        delay = 0.005
         while True:
             state = await self.get_state()
             if state is None:
@@ -158,7 +160,9 @@ class Job:
                 return self.return_value
             if state == JobState.FAILED:
                 raise JobFailedError(self.id, self.failed_reason or "failed")
-            if deadline is not None and monotonic() >= deadline:
+            left = None if deadline is None else deadline - monotonic()
+            if left is not None and left <= 0:
                 raise TimeoutError(f"job {self.id!r} did not finish within {timeout} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            # Without events ("off") this still looks again every quarter second.
+            wait_ms = 250 if left is None else max(1, min(250, int(left * 1000)))
+            await events.read(block_ms=wait_ms)

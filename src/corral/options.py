@@ -482,6 +482,48 @@ class JobSpec:
         object.__setattr__(self, "options", JobOptions.from_mapping(options))
 
 
+def _check_defaults(value: object) -> JobOptions:
+    if isinstance(value, Mapping):
+        value = JobOptions.from_mapping(value)
+    if value is None:
+        value = JobOptions()
+    if not isinstance(value, JobOptions):
+        raise InvalidOptionError("defaults must be corral.JobOptions")
+    return value.check_as_defaults()
+
+
+def _check_events(value: object) -> str:
+    if value not in EVENT_LEVELS:
+        raise InvalidOptionError(f"events must be one of {EVENT_LEVELS}, not {value!r}")
+    return str(value)
+
+
+def _check_rate_limit(name: str) -> Any:
+    def check(value: object) -> RateLimit | None:
+        if value is None or isinstance(value, RateLimit):
+            return value
+        if isinstance(value, Mapping) and set(value) <= {"limit", "per"}:
+            return RateLimit(**value)
+        raise InvalidOptionError(f"{name} must be corral.RateLimit or None, not {value!r}")
+
+    return check
+
+
+def _check_optional_count(name: str) -> Any:
+    return lambda value: None if value is None else check_int(value, name, minimum=1)
+
+
+_SETTINGS: Final[dict[str, Any]] = {
+    "defaults": _check_defaults,
+    "max_payload": lambda value: check_int(value, "max_payload", minimum=1),
+    "events": _check_events,
+    "limiter": _check_rate_limit("limiter"),
+    "group_limiter": _check_rate_limit("group_limiter"),
+    "group_concurrency": _check_optional_count("group_concurrency"),
+    "concurrency": _check_optional_count("concurrency"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     """Settings of a whole queue, stored with it and obeyed by every process."""
@@ -489,35 +531,31 @@ class QueueConfig:
     defaults: JobOptions = field(default_factory=JobOptions)
     max_payload: int = DEFAULT_MAX_PAYLOAD
     events: EventLevel = "final"
+    limiter: RateLimit | None = None
+    group_limiter: RateLimit | None = None
+    group_concurrency: int | None = None
+    concurrency: int | None = None
 
     def updated(self, changes: Mapping[str, Any]) -> QueueConfig:
         """A copy with `changes` applied after validating each of them."""
-        values: dict[str, Any] = {
-            "defaults": self.defaults, "max_payload": self.max_payload, "events": self.events,
-        }
-        for name, value in changes.items():
-            if name == "defaults":
-                if isinstance(value, Mapping):
-                    value = JobOptions.from_mapping(value)
-                if value is None:
-                    value = JobOptions()
-                if not isinstance(value, JobOptions):
-                    raise InvalidOptionError("defaults must be corral.JobOptions")
-                values["defaults"] = value.check_as_defaults()
-            elif name == "max_payload":
-                values["max_payload"] = check_int(value, "max_payload", minimum=1)
-            elif name == "events":
-                if value not in EVENT_LEVELS:
-                    raise InvalidOptionError(f"events must be one of {EVENT_LEVELS}, not {value!r}")
-                values["events"] = value
-            else:
-                raise InvalidOptionError(f"unknown queue setting {name!r}")
+        unknown = set(changes) - set(_SETTINGS)
+        if unknown:
+            raise InvalidOptionError(f"unknown queue settings: {', '.join(sorted(unknown))}")
+        values = {name: getattr(self, name) for name in _SETTINGS}
+        values.update({name: _SETTINGS[name](value) for name, value in changes.items()})
         return QueueConfig(**values)
 
     def to_json(self) -> dict[str, JSON]:
         """The stored form."""
-        return {"defaults": self.defaults.to_json(), "max_payload": self.max_payload,
-                "events": self.events}
+        def rate(limit: RateLimit | None) -> JSON:
+            return None if limit is None else {"limit": limit.limit, "per": limit.per}
+
+        return {
+            "defaults": self.defaults.to_json(), "max_payload": self.max_payload,
+            "events": self.events, "limiter": rate(self.limiter),
+            "group_limiter": rate(self.group_limiter),
+            "group_concurrency": self.group_concurrency, "concurrency": self.concurrency,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> QueueConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -15,7 +16,9 @@ from corral import codec
 from corral.backends import open_backend, redact, resolve_url
 from corral.backends.base import (
     Backend,
+    DedupeRule,
     JobRecord,
+    Limits,
     ListableState,
     NewJob,
     Retention,
@@ -25,6 +28,7 @@ from corral.clock import SYSTEM, Clock, monotonic, to_ms
 from corral.errors import BackendUnavailableError, InvalidOptionError, PayloadTooLargeError
 from corral.job import Job
 from corral.job_state import JobState
+from corral.monitoring import MinuteStats, WorkerInfo
 from corral.options import (
     LIBRARY_DEFAULTS,
     UNSET,
@@ -32,6 +36,7 @@ from corral.options import (
     JobSpec,
     Keep,
     QueueConfig,
+    RateLimit,
     _Unset,
     check_int,
     check_label,
@@ -53,6 +58,21 @@ _STALE_CONFIG_RETRIES: Final = 5
 def _retention(keep: Keep) -> Retention:
     age_ms = None if keep.age is None else int(keep.age * 1000)
     return Retention(keep.count, age_ms)
+
+
+def _limits(config: QueueConfig) -> Limits:
+    def per_ms(limit: RateLimit | None) -> int | None:
+        return None if limit is None else math.ceil(limit.per * 1000)
+
+    return Limits(
+        rate_limit=None if config.limiter is None else config.limiter.limit,
+        rate_per_ms=per_ms(config.limiter),
+        concurrency=config.concurrency,
+        group_rate_limit=None if config.group_limiter is None else config.group_limiter.limit,
+        group_rate_per_ms=per_ms(config.group_limiter),
+        group_concurrency=config.group_concurrency,
+        events=config.events,
+    )
 
 
 def check_state(state: object) -> JobState:
@@ -197,8 +217,6 @@ class Queue:
 
     def _new_job(self, spec: JobSpec, data: str, config: QueueConfig) -> NewJob:
         options = spec.options.merged_over(config.defaults)
-        if options.get("dedupe") is not None:
-            raise InvalidOptionError("dedupe is not supported by this version of corral")
         size = len(data.encode())
         if size > config.max_payload:
             raise PayloadTooLargeError(size, config.max_payload)
@@ -206,7 +224,7 @@ class Queue:
         delay = effective.pop("delay", None)
         run_at = effective.pop("run_at", None)
         job_id = effective.pop("job_id", None) or uuid.uuid4().hex
-        effective.pop("dedupe", None)
+        dedupe = effective.pop("dedupe", None)
         return NewJob(
             id=job_id,
             name=spec.name,
@@ -220,6 +238,10 @@ class Queue:
             group=effective["group"],
             keep_completed=_retention(effective["remove_on_complete"]),
             keep_failed=_retention(effective["remove_on_fail"]),
+            dedupe=None if dedupe is None else DedupeRule(
+                dedupe.key, None if dedupe.ttl is None else math.ceil(dedupe.ttl * 1000),
+                dedupe.replace,
+            ),
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -322,26 +344,48 @@ class Queue:
     async def configure(
         self,
         *,
-        defaults: JobOptions | Any | None = UNSET,
+        defaults: JobOptions | _Unset | None = UNSET,
         max_payload: int | _Unset = UNSET,
         events: str | _Unset = UNSET,
+        limiter: RateLimit | _Unset | None = UNSET,
+        group_limiter: RateLimit | _Unset | None = UNSET,
+        group_concurrency: int | _Unset | None = UNSET,
+        concurrency: int | _Unset | None = UNSET,
     ) -> QueueConfig:
         """Change settings of the whole queue (partial update); returns the new settings."""
-        changes = {
-            name: value
-            for name, value in (("defaults", defaults), ("max_payload", max_payload),
-                                ("events", events))
-            if value is not UNSET
+        given = {
+            "defaults": defaults, "max_payload": max_payload, "events": events,
+            "limiter": limiter, "group_limiter": group_limiter,
+            "group_concurrency": group_concurrency, "concurrency": concurrency,
         }
+        changes = {name: value for name, value in given.items() if value is not UNSET}
         current = await self._current_config(refresh=True)
         updated = current.updated(changes)
-        version = await self._backend_call("set_config", codec.dumps(updated.to_json(), "config"))
+        version = await self._backend_call(
+            "set_config", codec.dumps(updated.to_json(), "config"), _limits(updated)
+        )
         self._config, self._config_version = updated, version
         return updated
 
     async def config(self) -> QueueConfig:
         """The queue's stored settings."""
         return await self._current_config(refresh=True)
+
+    async def metrics(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[MinuteStats]:
+        """Completed and failed counts and timings per minute (default: the last hour)."""
+        until_ms = to_ms(until) if until is not None else (self._now() or self.clock.now_ms())
+        since_ms = to_ms(since) if since is not None else until_ms - 3_600_000
+        if since_ms > until_ms:
+            raise InvalidOptionError("since must not be later than until")
+        records = await self._backend_call("metrics", since_ms, until_ms)
+        return [MinuteStats.from_record(record) for record in records]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue (those whose heartbeat has not expired)."""
+        records = await self._backend_call("list_workers", self._now())
+        return [WorkerInfo.from_record(record) for record in records]
 
     # -- schedules -------------------------------------------------------------------------
 

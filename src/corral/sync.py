@@ -20,7 +20,8 @@ from corral import job as async_job
 from corral import queue as async_queue
 from corral.clock import Clock
 from corral.job_state import JobState
-from corral.options import UNSET, JobOptions, JobSpec, QueueConfig, _Unset
+from corral.monitoring import MinuteStats, WorkerInfo
+from corral.options import UNSET, JobOptions, JobSpec, QueueConfig, RateLimit, _Unset
 from corral.schedules import Schedule
 
 __all__ = ["Job", "Queue"]
@@ -237,15 +238,31 @@ class Queue:
         defaults: JobOptions | _Unset | None = UNSET,
         max_payload: int | _Unset = UNSET,
         events: str | _Unset = UNSET,
+        limiter: RateLimit | _Unset | None = UNSET,
+        group_limiter: RateLimit | _Unset | None = UNSET,
+        group_concurrency: int | _Unset | None = UNSET,
+        concurrency: int | _Unset | None = UNSET,
     ) -> QueueConfig:
         """Change settings of the whole queue."""
-        return self._run(
-            self._queue.configure(defaults=defaults, max_payload=max_payload, events=events)
-        )
+        return self._run(self._queue.configure(
+            defaults=defaults, max_payload=max_payload, events=events, limiter=limiter,
+            group_limiter=group_limiter, group_concurrency=group_concurrency,
+            concurrency=concurrency,
+        ))
 
     def config(self) -> QueueConfig:
         """The queue's stored settings."""
         return self._run(self._queue.config())
+
+    def metrics(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[MinuteStats]:
+        """Completed and failed counts and timings per minute."""
+        return self._run(self._queue.metrics(since, until))
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue."""
+        return self._run(self._queue.workers())
 
     def schedule(
         self,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+import orjson
+
 from corral import codec
 from corral.backends import open_backend, redact, resolve_url
 from corral.backends.base import (
@@ -42,8 +44,9 @@ from corral.errors import (
 from corral.isolation import ProcessPool, processor_target
 from corral.job import Job
 from corral.locks import LockRenewer
-from corral.options import check_int, check_label, check_queue_name, parse_duration
+from corral.options import check_int, check_queue_name, parse_duration
 from corral.policy import BackoffFunction, decide_after_failure
+from corral.processors import Processor, check_processors, is_async_callable, no_processor
 from corral.queue import Queue
 from corral.schedules import ScheduleSpec
 
@@ -51,24 +54,13 @@ __all__ = ["Worker", "run_workers"]
 
 log = logging.getLogger("corral.worker")
 
-Processor = Callable[..., Any]
 EVENTS: Final = frozenset({"active", "completed", "failed", "progress", "stalled", "error"})
 # How long an idle worker waits on the store before looking again (real seconds).
 IDLE_POLL: Final = 1.0
+# A worker renews its registration this often; it counts as gone after three misses.
+HEARTBEAT_MS: Final = 10_000
 # The longest pause between attempts to reach a store that is away (real seconds).
 OUTAGE_BACKOFF_CAP: Final = 5.0
-
-
-def is_async_callable(function: object) -> bool:
-    """True for coroutine functions, also behind partials and callable objects."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    if inspect.iscoroutinefunction(function):
-        return True
-    call = getattr(function, "__call__", None)  # noqa: B004 - objects defining async __call__
-    return call is not None and not inspect.isfunction(function) and (
-        inspect.iscoroutinefunction(call)
-    )
 
 
 class JobTimeoutError(CorralError):
@@ -104,7 +96,7 @@ class Worker:
         backoff: BackoffFunction | None = None,
     ) -> None:
         self.queue_name: str = check_queue_name(queue_name)
-        self._processors = _check_processors(processor)
+        self._processors = check_processors(processor)
         self._url_given = url is not None
         self._url_error: InvalidOptionError | None = None
         try:
@@ -143,6 +135,7 @@ class Worker:
         self._close_timeout = 30.0
         self._attempts = 0
         self._next_stall_check = 0
+        self._next_heartbeat = 0
         self._backend: Backend | None = None
         self._queue: Queue | None = None
         self._locks: LockRenewer | None = None
@@ -217,6 +210,7 @@ class Worker:
         )
         self._locks.start()
         self._next_stall_check = self.clock.now_ms()
+        self._next_heartbeat = self.clock.now_ms()
         log.info("corral worker %s started on %s", self.id, redact(self.url))
 
     def _request_close(self) -> None:
@@ -256,6 +250,7 @@ class Worker:
     async def _step(self, burst: bool) -> bool:
         """One round: settle finished jobs, claim more, fire due ticks, or wait. True: done."""
         assert self._backend is not None
+        await self._maybe_heartbeat()
         await self._maybe_recover_stalled()
         outcomes = self._take_finished()
         # Slots of jobs acknowledged in this call are free for the jobs it claims.
@@ -306,7 +301,7 @@ class Worker:
         if idle:
             waiters.append(asyncio.ensure_future(
                 self._backend.wait_for_change(self.queue_name, IDLE_POLL)))
-        deadline = self._next_stall_check
+        deadline = min(self._next_stall_check, self._next_heartbeat)
         if wake_at_ms is not None:
             deadline = min(deadline, wake_at_ms)
         seconds = (deadline - self.clock.now_ms()) / 1000
@@ -316,6 +311,20 @@ class Worker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _maybe_heartbeat(self) -> None:
+        """Register this worker, and renew the registration every HEARTBEAT_MS."""
+        assert self._backend is not None
+        if self.clock.now_ms() < self._next_heartbeat:
+            return
+        self._next_heartbeat = self.clock.now_ms() + HEARTBEAT_MS
+        info = orjson.dumps({
+            "host": socket.gethostname(), "pid": os.getpid(), "queue": self.queue_name,
+            "concurrency": self.concurrency, "isolation": self.isolation,
+        }).decode()
+        await self._backend.register_worker(
+            self.queue_name, self.id, info, 3 * HEARTBEAT_MS, self._now()
+        )
 
     async def _maybe_recover_stalled(self) -> None:
         assert self._backend is not None
@@ -399,7 +408,7 @@ class Worker:
         job = running.job
         processor = self._processors.get(job.name, self._processors.get("*"))
         if processor is None:
-            raise _no_processor(job.name, self._processors)
+            raise no_processor(job.name, self._processors)
         if self._pool is not None:
             work: asyncio.Future[Any] = asyncio.ensure_future(self._pool.run(running.record))
         elif is_async_callable(processor):
@@ -477,6 +486,7 @@ class Worker:
                     int(self.lock_duration * 1000), self.id, self._now(),
                 )
                 await self._acknowledged(finished, set(result.refused))
+            await self._backend.unregister_worker(self.queue_name, self.id)
         except BackendUnavailableError as exc:
             # Nothing is lost: the jobs' locks lapse and other workers take them again.
             log.error("worker %s could not report its last jobs (%s); they will be retried",
@@ -492,27 +502,6 @@ class Worker:
             if self._stopped is not None:
                 self._stopped.set()
             log.info("corral worker %s stopped", self.id)
-
-
-def _check_processors(processor: Processor | Mapping[str, Processor]) -> dict[str, Processor]:
-    if isinstance(processor, Mapping):
-        if not processor:
-            raise InvalidOptionError("the processor mapping is empty")
-        for name, function in processor.items():
-            check_label(name, "job name")
-            if not callable(function):
-                raise InvalidOptionError(f"the processor for {name!r} is not callable")
-        return dict(processor)
-    if not callable(processor):
-        raise InvalidOptionError("processor must be a callable or a mapping of name to callable")
-    return {"*": processor}
-
-
-def _no_processor(name: str, processors: Mapping[str, Processor]) -> Exception:
-    from corral.errors import UnrecoverableError
-
-    known = ", ".join(sorted(processors)) or "none"
-    return UnrecoverableError(f"no processor for job name {name!r} (known: {known})")
 
 
 async def run_workers(

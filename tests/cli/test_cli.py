@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 import corral
 from corral.cli import cli
+from corral.monitoring import WorkerInfo
 
 CORRAL = str(Path(sys.executable).with_name("corral"))
 
@@ -143,6 +144,24 @@ def test_stats_shows_every_queue_or_one(url: str) -> None:
     one = ok("stats", "other", "--url", url).stdout
     assert "other" in one
     assert "\n│ q " not in one
+
+
+def test_stats_flags_waiting_jobs_with_no_worker(url: str) -> None:
+    add(url, "ok", 1)
+    ok("add", "idle", "ok", "--url", url)
+    asyncio.run(_drain("idle", url))  # a queue with no waiting jobs is not flagged
+    every = ok("stats", "--url", url).stdout
+    assert "workers" in every
+    assert every.count("no worker") == 2  # q's cell and the caption naming q alone
+    assert any(line.rstrip().endswith("no live worker on q") for line in every.splitlines())
+    one = ok("stats", "q", "--url", url).stdout
+    assert "no worker" in one
+    assert "no live workers on 'q'" in one
+
+
+async def _drain(queue: str, url: str) -> None:
+    async with corral.Queue(queue, url=url) as q:
+        await q.drain()
 
 
 def test_jobs_lists_one_state_with_limit_and_offset(url: str) -> None:
@@ -318,6 +337,48 @@ def test_worker_stops_on_sigterm(url: str, app: str, tmp_path: Path, processes: 
         child.kill()
     assert child.returncode == 0, err
     assert "Traceback" not in err
+
+
+def live_workers(url: str, queue: str = "q") -> list[WorkerInfo]:
+    """The queue's live workers, read through the Python API."""
+    async def read() -> list[WorkerInfo]:
+        async with corral.Queue(queue, url=url) as q:
+            return await q.workers()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.slow
+def test_stats_lists_a_running_worker(url: str, app: str, tmp_path: Path) -> None:
+    for n in range(3):
+        add(url, "ok", n)
+    child = subprocess.Popen(
+        [CORRAL, "worker", f"{app}:worker", "--concurrency", "3", "--url", url],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: counts(url)["completed"] == 3 and live_workers(url))
+        add(url, "ok", 9, "--delay", "1h")
+        every = ok("stats", "--url", url).stdout
+        assert "no worker" not in every
+        row = next(line for line in every.splitlines() if line.startswith("│ q "))
+        assert row.split("│")[3].strip() == "1"  # the workers column
+        one = ok("stats", "q", "--url", url).stdout
+        (worker,) = live_workers(url)
+        assert worker.pid == child.pid
+        assert "workers of 'q'" in one
+        listed = next(line for line in one.splitlines() if worker.id in line)
+        cells = [cell.strip() for cell in listed.split("│")[1:-1]]
+        assert cells[:4] == [worker.id, worker.host, str(child.pid), "3"]
+        assert cells[4].endswith("ago")
+        assert cells[5].endswith("ago")
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert live_workers(url) == []  # a worker that stops unregisters
+    assert "no live workers on 'q'" in ok("stats", "q", "--url", url).stdout
 
 
 @pytest.mark.slow

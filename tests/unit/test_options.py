@@ -241,7 +241,8 @@ def test_queue_config_round_trip_and_partial_update() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"events": "some"}, {"max_payload": 0}, {"max_payload": True}, {"limiter": None}],
+    [{"events": "some"}, {"max_payload": 0}, {"max_payload": True}, {"limiter": 5},
+     {"rate": None}],
 )
 def test_queue_config_refuses_bad_settings(changes: dict[str, Any]) -> None:
     with pytest.raises(InvalidOptionError):

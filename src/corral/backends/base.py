@@ -25,9 +25,13 @@ __all__ = [
     "Backend",
     "Claimed",
     "Complete",
+    "DedupeRule",
+    "EventRecord",
     "Fail",
     "JobRecord",
+    "Limits",
     "LockKeeper",
+    "MinuteMetrics",
     "NewJob",
     "Outcome",
     "RecoverResult",
@@ -37,6 +41,7 @@ __all__ = [
     "ScheduleRecord",
     "SettleResult",
     "StoredConfig",
+    "WorkerRecord",
 ]
 
 
@@ -69,6 +74,36 @@ class NewJob:
     group: str | None
     keep_completed: Retention
     keep_failed: Retention
+    dedupe: DedupeRule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeRule:
+    """Ignore an add while the job last added with `key` is waiting, delayed or active, or
+    (with `ttl_ms`) for that long after it was added; `replace` updates a waiting or
+    delayed survivor with the new job's data and restarts its delay instead."""
+
+    key: str
+    ttl_ms: int | None
+    replace: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The settings a store acts on itself: limits on claiming jobs (None: no limit), and
+    which events its transitions record."""
+
+    rate_limit: int | None = None
+    """At most this many job starts ..."""
+    rate_per_ms: int | None = None
+    """... in any window of this many milliseconds (sliding), across all workers."""
+    concurrency: int | None = None
+    """At most this many active jobs of the queue, across all workers."""
+    group_rate_limit: int | None = None
+    group_rate_per_ms: int | None = None
+    group_concurrency: int | None = None
+    events: str = "final"
+    """"all", "final" or "off": see DESIGN.md's Events paragraph."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +219,8 @@ class SettleResult:
     next_due_ms: int | None = None
     """When the earliest delayed job falls due (None: no delayed job)."""
     hold_until_ms: int | None = None
-    """When a `RateLimited` hold on the queue ends (None: no hold)."""
+    """When a hold on claiming ends: a `RateLimited` hold, or the moment the rate limit
+    lets the next job start when it held every waiting job back (None: no hold)."""
     due_schedules: list[ScheduleRecord] = field(default_factory=list)
     """Schedules whose next tick is due (at most a few per call); `next_due_ms` also
     counts the next runs of schedules."""
@@ -204,6 +240,43 @@ class StoredConfig:
 
     config: str | None
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A live worker as it registered itself; `info` is JSON text (host, pid, ...)."""
+
+    id: str
+    info: str
+    started_at: int
+    heartbeat_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a queue's capped event stream."""
+
+    id: str
+    """Ordered within the queue (a Redis stream id; a row number on SQLite)."""
+    type: str
+    job_id: str | None
+    data: str | None
+    """The event's payload as JSON text (a return value, a failure reason, progress...)."""
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteMetrics:
+    """What finished in one minute: counts, and processing and wait times in ms."""
+
+    minute: int
+    """The minute's start, epoch ms."""
+    completed: int
+    failed: int
+    processing_ms_total: int
+    processing_ms_max: int
+    wait_ms_total: int
+    wait_ms_max: int
 
 
 ListableState = Literal["waiting", "delayed", "active", "completed", "failed", "waiting-children"]
@@ -249,8 +322,26 @@ class Backend(Protocol):
         """The queue's stored settings."""
         ...
 
-    async def set_config(self, queue: str, config: str) -> int:
-        """Store the queue's settings; return the new version."""
+    async def set_config(self, queue: str, config: str, limits: Limits) -> int:
+        """Store the queue's settings (and the limits they set); return the new version."""
+        ...
+
+    # -- events and metrics ---------------------------------------------------------------
+
+    async def last_event_id(self, queue: str) -> str:
+        """The id of the newest event kept ("0" when there is none)."""
+        ...
+
+    async def read_events(
+        self, queue: str, after_id: str, count: int, block_ms: int
+    ) -> list[EventRecord]:
+        """Up to `count` events with ids after `after_id` ("0": from the oldest kept),
+        oldest first, waiting up to `block_ms` real ms for one when there is none yet."""
+        ...
+
+    async def metrics(self, queue: str, since_ms: int, until_ms: int) -> list[MinuteMetrics]:
+        """Per-minute metrics of finished jobs, oldest first, for minutes starting within
+        [since_ms, until_ms] (minutes with nothing finished are left out); kept 7+ days."""
         ...
 
     # -- workers --------------------------------------------------------------------------
@@ -363,6 +454,22 @@ class Backend(Protocol):
 
     async def time_ms(self) -> int:
         """The store's clock (Redis `TIME`; this machine's clock for SQLite)."""
+        ...
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def register_worker(
+        self, queue: str, worker_id: str, info: str, ttl_ms: int, now_ms: int | None
+    ) -> None:
+        """Register a worker or renew its heartbeat; it counts as live for `ttl_ms`."""
+        ...
+
+    async def unregister_worker(self, queue: str, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        ...
+
+    async def list_workers(self, queue: str, now_ms: int | None) -> list[WorkerRecord]:
+        """The live workers of a queue (expired ones are dropped), by id."""
         ...
 
     # -- schedules ------------------------------------------------------------------------

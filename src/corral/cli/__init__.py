@@ -10,6 +10,7 @@ from corral import __version__
 from corral.errors import CorralError
 
 from .admin import add, clean, job, jobs, pause, remove, resume, retry, stats
+from .bench import bench
 from .common import UserError
 from .demo import demo
 from .schedules import schedules
@@ -41,7 +42,7 @@ def cli() -> None:
 
 
 for command in (
-    worker, add, stats, jobs, job, retry, remove, pause, resume, clean, schedules, demo
+    worker, add, stats, jobs, job, retry, remove, pause, resume, clean, schedules, demo, bench
 ):
     cli.add_command(command)
 

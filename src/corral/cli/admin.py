@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 import click
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -14,6 +14,7 @@ from rich.text import Text
 from corral.clock import SYSTEM
 from corral.job import Job
 from corral.job_state import JobState
+from corral.monitoring import WorkerInfo
 from corral.options import parse_duration
 
 from .common import (
@@ -83,7 +84,10 @@ async def _add(
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @url_option
 def stats(queue: str | None, watch: bool, url: str | None) -> None:
-    """Show the jobs per state of QUEUE (default: of every queue)."""
+    """Show the jobs per state and the live workers of QUEUE (default: of every queue).
+
+    A queue with waiting jobs and no live worker is flagged `no worker`; with QUEUE,
+    its workers are listed too."""
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --watch ends
         run(_stats(url, queue, watch))
 
@@ -109,15 +113,52 @@ async def _stats_table(store: Store, queue_name: str | None) -> RenderableType:
     table = Table(title=f"corral · {SYSTEM.now():%H:%M:%S}", title_justify="left")
     table.add_column("queue")
     table.add_column("paused")
+    table.add_column("workers", justify="right")
     for state in STATE_COLUMNS:
         table.add_column(state, justify="right")
+    unattended: list[str] = []
+    workers: list[WorkerInfo] = []
     for name in names:
         queue = await store.queue(name, must_exist=False)
         counts = await queue.counts()
         paused = await queue.is_paused()
+        workers = await queue.workers()
+        if counts.get("waiting", 0) and not workers:
+            unattended.append(name)
         table.add_row(
             Text(name), Text("yes", style="yellow") if paused else "no",
+            _workers_cell(len(workers), name in unattended),
             *(_count(counts.get(state, 0), state) for state in STATE_COLUMNS),
+        )
+    if unattended:
+        table.caption = f"no worker: waiting jobs and no live worker on {', '.join(unattended)}"
+        table.caption_style = "red"
+        table.caption_justify = "left"
+    if queue_name is None:
+        return table
+    return Group(table, _workers_table(queue_name, workers))
+
+
+def _workers_cell(count: int, unattended: bool) -> Text:
+    if unattended:
+        return Text("no worker", style="bold red")
+    return Text(str(count), style="" if count else "dim")
+
+
+def _workers_table(queue_name: str, workers: list[WorkerInfo]) -> RenderableType:
+    if not workers:
+        return Text(f"no live workers on {queue_name!r}", style="dim")
+    table = Table(title=f"workers of {queue_name!r}", title_justify="left")
+    table.add_column("id")
+    table.add_column("host")
+    table.add_column("pid", justify="right")
+    table.add_column("concurrency", justify="right")
+    table.add_column("started")
+    table.add_column("last heartbeat")
+    for worker in workers:
+        table.add_row(
+            worker.id, worker.host, str(worker.pid), str(worker.concurrency),
+            ago(worker.started_at), ago(worker.last_heartbeat),
         )
     return table
 

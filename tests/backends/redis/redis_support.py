@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from corral.backends.base import Backend, Claimed, NewJob, Retention
+from corral.backends.base import AddResult, Backend, Claimed, NewJob, Retention
 
 T0 = 1_700_000_000_000
 """A fixed store time (epoch ms), passed as `now_ms` as a virtual clock would."""
@@ -39,9 +39,19 @@ def ids(claimed: list[Claimed]) -> list[str]:
 
 
 async def add(backend: Backend, *jobs: NewJob, queue: str = "q", now: int = T0) -> None:
-    """Add jobs, failing the test when the store reports a stale config."""
-    result = await backend.add(queue, jobs, 0, now)
+    """Add jobs at the queue's current config version."""
+    await add_jobs(backend, list(jobs), queue=queue, now=now)
+
+
+async def add_jobs(
+    backend: Backend, jobs: list[NewJob], queue: str = "q", now: int = T0
+) -> AddResult:
+    """Add jobs at the queue's current config version, failing the test when the store
+    reports a stale config."""
+    version = (await backend.get_config(queue)).version
+    result = await backend.add(queue, jobs, version, now)
     assert not result.stale_config
+    return result
 
 
 async def claim(

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from corral.backends import open_backend
-from corral.backends.base import Backend, StoredConfig
+from corral.backends.base import Backend, Limits, StoredConfig
 from corral.backends.redis import RedisBackend
 from corral.errors import InvalidOptionError
 from corral.job_state import JobState
@@ -117,8 +117,8 @@ async def test_a_stale_config_version_writes_nothing(backend: RedisBackend) -> N
     assert (stale.records, stale.stale_config) == ([], True)
     assert await backend.get_config("q") == StoredConfig(None, 0)
     assert await backend.queue_names() == []
-    assert await backend.set_config("q", '{"concurrency": 2}') == 1
-    assert await backend.set_config("q", '{"concurrency": 3}') == 2
+    assert await backend.set_config("q", '{"concurrency": 2}', Limits()) == 1
+    assert await backend.set_config("q", '{"concurrency": 3}', Limits()) == 2
     assert (await backend.add("q", [new_job("a")], 1, T0)).stale_config
     assert not (await backend.add("q", [new_job("a")], 2, T0)).stale_config
     assert await backend.get_config("q") == StoredConfig('{"concurrency": 3}', 2)
@@ -127,7 +127,7 @@ async def test_a_stale_config_version_writes_nothing(backend: RedisBackend) -> N
 
 async def test_queues_are_listed_once_used(backend: RedisBackend) -> None:
     await add(backend, new_job("a"), queue="mail")
-    await backend.set_config("billing", "{}")
+    await backend.set_config("billing", "{}", Limits())
     await backend.set_paused("reports", True)
     assert await backend.queue_names() == ["billing", "mail", "reports"]
 
@@ -182,7 +182,7 @@ async def test_every_key_of_a_queue_shares_its_hash_tag(
     await add(backend, new_job("a", tags=("t",)), new_job("d", delay_ms=5), queue="mail")
     (a,) = await claim(backend, 1, queue="mail")
     await backend.add_log("mail", "a", "hello", 10)
-    await backend.set_config("mail", "{}")
+    await backend.set_config("mail", "{}", Limits())
     keys = sorted(key.decode() for key in raw.keys("*"))  # type: ignore[union-attr]
     assert "corral:queues" in keys
     queue_keys = [key for key in keys if key != "corral:queues"]

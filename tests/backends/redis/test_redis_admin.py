@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from corral.backends.base import Complete, Fail
+from corral.backends.base import Complete, Fail, Limits
 from corral.backends.redis import RedisBackend
 from corral.errors import BackendUnavailableError, InvalidOptionError, JobLockedError
 from corral.job_state import JobState
@@ -142,7 +142,7 @@ async def test_drain_and_obliterate(backend: RedisBackend, raw: redis.Redis) -> 
     assert await backend.drain("q", True) == 1
     with pytest.raises(JobLockedError):
         await backend.obliterate("q", False)
-    await backend.set_config("q", "{}")
+    await backend.set_config("q", "{}", Limits())
     await backend.obliterate("q", True)
     assert await backend.counts("q") == EMPTY
     assert await backend.queue_names() == []

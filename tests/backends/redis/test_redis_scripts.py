@@ -15,6 +15,7 @@ TRANSITIONS = {
     "retry_job", "retry_failed", "update_progress", "update_data", "add_log", "set_paused",
     "clean", "drain", "obliterate", "set_config", "get_job", "list_jobs", "counts",
     "upsert_schedule", "remove_schedule", "fire_schedule",
+    "register_worker", "unregister_worker", "list_workers",
 }
 _Q_ENTRY = re.compile(r"(?:\['([\w-]+)'\]|(\w+)) = KEYS\[(\d+)\]")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.backends.base import Backend, StoredConfig
+from corral.backends.base import Backend, Limits, StoredConfig
 from corral.backends.sqlite import SqliteBackend
 from corral.errors import InvalidOptionError
 from corral.job_state import JobState
@@ -90,8 +90,8 @@ async def test_a_stale_config_version_writes_nothing(backend: SqliteBackend) -> 
     stale = await backend.add("q", [new_job("a")], 1, T0)
     assert (stale.records, stale.stale_config) == ([], True)
     assert await backend.get_config("q") == StoredConfig(None, 0)
-    assert await backend.set_config("q", '{"concurrency": 2}') == 1
-    assert await backend.set_config("q", '{"concurrency": 3}') == 2
+    assert await backend.set_config("q", '{"concurrency": 2}', Limits(concurrency=2)) == 1
+    assert await backend.set_config("q", '{"concurrency": 3}', Limits(concurrency=3)) == 2
     assert (await backend.add("q", [new_job("a")], 1, T0)).stale_config
     assert not (await backend.add("q", [new_job("a")], 2, T0)).stale_config
     assert await backend.get_config("q") == StoredConfig('{"concurrency": 3}', 2)
@@ -100,7 +100,7 @@ async def test_a_stale_config_version_writes_nothing(backend: SqliteBackend) -> 
 
 async def test_queues_are_listed_once_used(backend: SqliteBackend) -> None:
     await add(backend, new_job("a"), queue="mail")
-    await backend.set_config("billing", "{}")
+    await backend.set_config("billing", "{}", Limits())
     await backend.set_paused("reports", True)
     assert await backend.queue_names() == ["billing", "mail", "reports"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.backends.base import Complete, Fail
+from corral.backends.base import Complete, Fail, Limits
 from corral.backends.sqlite import SqliteBackend
 from corral.errors import BackendUnavailableError, InvalidOptionError, JobLockedError
 from corral.job_state import JobState
@@ -118,7 +118,7 @@ async def test_drain_and_obliterate(backend: SqliteBackend) -> None:
     assert await backend.drain("q", True) == 1
     with pytest.raises(JobLockedError):
         await backend.obliterate("q", False)
-    await backend.set_config("q", "{}")
+    await backend.set_config("q", "{}", Limits())
     await backend.obliterate("q", True)
     assert await backend.counts("q") == EMPTY
     assert await backend.queue_names() == []

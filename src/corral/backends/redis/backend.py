@@ -19,15 +19,20 @@ import orjson
 
 from corral.backends.base import (
     AddResult,
+    EventRecord,
     JobRecord,
+    Limits,
     ListableState,
+    MinuteMetrics,
     NewJob,
     Outcome,
     RecoverResult,
     ScheduleRecord,
     SettleResult,
     StoredConfig,
+    WorkerRecord,
 )
+from corral.backends.redis import events as event_reads
 from corral.backends.redis import records
 from corral.backends.redis.connection import (
     AsyncClient,
@@ -211,7 +216,8 @@ class RedisBackend:
     async def add(
         self, queue: str, jobs: Sequence[NewJob], config_version: int, now_ms: int | None
     ) -> AddResult:
-        """Write all jobs in one script call; an id still stored returns that job unchanged."""
+        """Write all jobs in one script call; an id still stored returns that job unchanged,
+        then a job's dedupe rule may return (or, with replace, update) its key's survivor."""
         reply = await self._run(
             "add", queue, config_version, _now(now_ms), records.encode_jobs(jobs)
         )
@@ -235,9 +241,14 @@ class RedisBackend:
             )
         return StoredConfig(None if config is None else records.text(config), int(version or 0))
 
-    async def set_config(self, queue: str, config: str) -> int:
-        """Store the queue's settings; return the new version."""
-        version = int(await self._run("set_config", queue, config))
+    async def set_config(self, queue: str, config: str, limits: Limits) -> int:
+        """Store the queue's settings and the limits they set; return the new version.
+
+        Workers read the limits in every claim, so the new ones hold from the next one.
+        """
+        version = int(
+            await self._run("set_config", queue, config, *records.encode_limits(limits))
+        )
         await self._register(queue)
         return version
 
@@ -327,12 +338,12 @@ class RedisBackend:
 
     async def retry_job(self, queue: str, job_id: str, now_ms: int | None) -> bool:
         """Move a failed or completed job back to waiting with fresh attempts."""
-        return bool(await self._run("retry_job", queue, job_id))
+        return bool(await self._run("retry_job", queue, _now(now_ms), job_id))
 
     async def retry_failed(self, queue: str, limit: int | None, now_ms: int | None) -> int:
         """Move up to `limit` failed jobs (oldest first) back to waiting."""
         bound: str | int = "" if limit is None else max(0, limit)
-        return int(await self._run("retry_failed", queue, bound))
+        return int(await self._run("retry_failed", queue, _now(now_ms), bound))
 
     async def update_progress(self, queue: str, job_id: str, progress: str) -> bool:
         """Store a job's progress; False when the job is gone."""
@@ -445,3 +456,52 @@ class RedisBackend:
             records.encode_job(job),
         )
         return bool(fired)
+
+    # -- events and metrics -----------------------------------------------------------------
+
+    async def last_event_id(self, queue: str) -> str:
+        """The id of the newest event kept ("0" when there is none)."""
+        with self.settings.translate():
+            return await event_reads.last_event_id((await self._ready()).client, queue)
+
+    async def read_events(
+        self, queue: str, after_id: str, count: int, block_ms: int
+    ) -> list[EventRecord]:
+        """Up to `count` events with ids after `after_id` ("0": from the oldest kept),
+        oldest first, waiting up to `block_ms` real ms for one when there is none yet."""
+        with self.settings.translate():
+            session = await self._ready()
+            return await event_reads.read_events(
+                session.client, session.blocking, queue, after_id, count, block_ms
+            )
+
+    async def metrics(self, queue: str, since_ms: int, until_ms: int) -> list[MinuteMetrics]:
+        """Per-minute metrics of finished jobs, oldest first, for minutes starting within
+        [since_ms, until_ms] (minutes with nothing finished are left out); kept 7+ days."""
+        with self.settings.translate():
+            client = (await self._ready()).client
+            return await event_reads.minute_metrics(client, queue, since_ms, until_ms)
+
+    # -- the worker registry ----------------------------------------------------------------
+
+    async def register_worker(
+        self, queue: str, worker_id: str, info: str, ttl_ms: int, now_ms: int | None
+    ) -> None:
+        """Register a worker or renew its heartbeat; it counts as live for `ttl_ms`."""
+        await self._run("register_worker", queue, _now(now_ms), worker_id, info, ttl_ms)
+
+    async def unregister_worker(self, queue: str, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        await self._run("unregister_worker", queue, worker_id)
+
+    async def list_workers(self, queue: str, now_ms: int | None) -> list[WorkerRecord]:
+        """The live workers of a queue (expired ones are deleted), by id."""
+        reply = await self._run("list_workers", queue, _now(now_ms))
+        found = []
+        for i in range(0, len(reply), 2):
+            stored = orjson.loads(reply[i + 1])
+            found.append(WorkerRecord(
+                id=records.text(reply[i]), info=stored["info"],
+                started_at=int(stored["started_at"]), heartbeat_at=int(stored["heartbeat_at"]),
+            ))
+        return found

@@ -10,7 +10,10 @@ import functools
 from typing import Final
 
 PARTS: Final = (
-    "meta",  # hash: paused, hold_until, config, config_version, seq, lseq, n, fseq
+    "meta",  # hash: paused, hold_until, config, config_version, seq, lseq, n, fseq, turn,
+    # and the limits: rate_limit, rate_per_ms, concurrency, group_rate_limit,
+    # group_rate_per_ms, group_concurrency (absent: no limit), events (the level: all,
+    # final or off; absent: final)
     "jobs",  # hash: job id -> JSON record
     "data",  # hash: job id -> data JSON text
     "waiting",  # sorted set: priority * 2^32 + seq
@@ -24,6 +27,20 @@ PARTS: Final = (
     "marker",  # sorted set: a member while work may be available, popped by idle workers
     "schedules",  # hash: schedule id -> JSON record {spec, next_run, last_run, count, version}
     "ticks",  # sorted set: schedule id by next_run ms (schedules that have one)
+    "workers",  # hash: worker id -> JSON record {info, started_at, heartbeat_at}
+    "worker_expiry",  # sorted set: worker id by expires_at ms
+    # Fair groups: `_lib.lua` keeps these two in step with `waiting`.
+    "gwaiting",  # sorted set at score 0, by member: "<group>\0<position>\0<id>", every waiting job
+    "groups",  # sorted set: each group with waiting jobs, by head priority * 2^32 + served turn
+    "gactive",  # hash: group -> active jobs (kept while group_concurrency is set)
+    # Sliding windows of job starts (kept while a rate limit is set): the same members in both.
+    "starts",  # sorted set: "<group>\0<start ms, hex>\0<unique>" by start ms
+    "gstarts",  # sorted set at score 0, by member (kept while a group rate limit is set)
+    "dedupe",  # hash: dedupe key -> JSON {id, exp}
+    # Events and metrics: see `_events.lua`.
+    "events",  # stream, capped near 10,000 entries: type, job, data (JSON text), at (ms)
+    "metrics",  # hash: minute (epoch ms) -> JSON {completed, failed, ptot, pmax, wtot, wmax}
+    "metric_minutes",  # sorted set: the minutes of `metrics` by time
 )
 """Every part of a queue's key space."""
 

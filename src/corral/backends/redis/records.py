@@ -15,8 +15,10 @@ import orjson
 from corral.backends.base import (
     Claimed,
     Complete,
+    DedupeRule,
     Fail,
     JobRecord,
+    Limits,
     NewJob,
     Outcome,
     Release,
@@ -77,6 +79,15 @@ def _keep(completed: Retention, failed: Retention) -> dict[str, int]:
     return {name: value for name, value in rules.items() if value is not None}
 
 
+def _dedupe(rule: DedupeRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    item: dict[str, Any] = {"key": rule.key, "replace": rule.replace}
+    if rule.ttl_ms is not None:
+        item["ttl"] = rule.ttl_ms
+    return item
+
+
 def _new_job(job: NewJob) -> dict[str, Any]:
     # Absent rather than null: cjson would decode null to a sentinel, not nil.
     item: dict[str, Any] = {
@@ -87,6 +98,7 @@ def _new_job(job: NewJob) -> dict[str, Any]:
         "lifo": job.lifo or None, "delay": job.delay_ms, "run_at": job.run_at_ms,
         "tags": list(job.tags) or None, "group": job.group,
         "keep": _keep(job.keep_completed, job.keep_failed) or None,
+        "dedupe": _dedupe(job.dedupe),
     }
     item.update((name, value) for name, value in optional.items() if value is not None)
     return item
@@ -128,6 +140,16 @@ def _outcome(outcome: Outcome) -> list[Any]:
             ]
         case Release():
             return ["release", outcome.job_id, outcome.token, outcome.hold_ms]
+
+
+def encode_limits(limits: Limits) -> list[str | int]:
+    """The limit arguments of set_config.lua, in its order ("" for none), then the event
+    level."""
+    values = (
+        limits.rate_limit, limits.rate_per_ms, limits.concurrency, limits.group_rate_limit,
+        limits.group_rate_per_ms, limits.group_concurrency,
+    )
+    return ["" if value is None else value for value in values] + [limits.events]
 
 
 def encode_outcomes(outcomes: Sequence[Outcome]) -> bytes:

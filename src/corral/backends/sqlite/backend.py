@@ -18,20 +18,27 @@ from typing import Concatenate, ParamSpec, TypeVar
 from corral import clock
 from corral.backends.base import (
     AddResult,
+    EventRecord,
     JobRecord,
+    Limits,
     ListableState,
+    MinuteMetrics,
     NewJob,
     Outcome,
     RecoverResult,
     ScheduleRecord,
     SettleResult,
     StoredConfig,
+    WorkerRecord,
 )
+from corral.backends.sqlite import events as event_ops
 from corral.backends.sqlite import jobs as job_ops
+from corral.backends.sqlite import metrics as metric_ops
 from corral.backends.sqlite import notify
 from corral.backends.sqlite import queues as queue_ops
 from corral.backends.sqlite import schedules as schedule_ops
 from corral.backends.sqlite import settle as worker_ops
+from corral.backends.sqlite import workers as registry_ops
 from corral.backends.sqlite.store import Settings, Store, unavailable
 from corral.errors import BackendUnavailableError
 
@@ -48,6 +55,19 @@ def _prepare_wait(store: Store, queue: str) -> bool:
     except sqlite3.Error as exc:
         raise unavailable(store.settings, exc) from exc
     return store.changed_since_look(queue)
+
+
+def _watch_and_read(
+    store: Store, queue: str, after: int, count: int
+) -> tuple[bool, list[EventRecord]]:
+    """Start watching the file, then read the events after `after`; also tells whether the
+    watch started (False: the file was busy, look again soon rather than wait blind)."""
+    store.open()
+    try:
+        watching = notify.start_polling(store.settings.path)
+    except sqlite3.Error as exc:
+        raise unavailable(store.settings, exc) from exc
+    return watching, event_ops.read_events(store, queue, after, count)
 
 
 class SqliteLockKeeper:
@@ -125,9 +145,9 @@ class SqliteBackend:
         """The queue's stored settings."""
         return await self._call(queue_ops.get_config, queue)
 
-    async def set_config(self, queue: str, config: str) -> int:
-        """Store the queue's settings; return the new version."""
-        return await self._call(queue_ops.set_config, queue, config)
+    async def set_config(self, queue: str, config: str, limits: Limits) -> int:
+        """Store the queue's settings (and the limits they set); return the new version."""
+        return await self._call(queue_ops.set_config, queue, config, limits)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -288,3 +308,61 @@ class SqliteBackend:
             schedule_ops.fire_schedule,
             queue, schedule_id, version, due_ms, next_run_ms, job, now_ms,
         )
+
+    # -- events and metrics -----------------------------------------------------------------
+
+    async def last_event_id(self, queue: str) -> str:
+        """The id of the newest event kept ("0" when there is none)."""
+        return await self._call(event_ops.last_event_id, queue)
+
+    async def read_events(
+        self, queue: str, after_id: str, count: int, block_ms: int
+    ) -> list[EventRecord]:
+        """Up to `count` events with ids after `after_id` ("0": from the oldest kept),
+        oldest first, waiting up to `block_ms` real ms for one when there is none yet.
+
+        Waiting costs no queries until a commit: this process's commits to the queue wake
+        the reader at once, other processes' within a poll of the file's data version.
+        """
+        after = event_ops.parse_id(after_id)
+        if block_ms <= 0 or count <= 0:
+            return await self._call(event_ops.read_events, queue, after, count)
+        deadline = clock.monotonic() + block_ms / 1000
+        channel = notify.events_channel(queue)
+        while True:
+            # Listen before reading, so that no commit after the read goes unnoticed.
+            waiter = notify.register(self.settings.path, channel)
+            try:
+                watching, events = await self._call(_watch_and_read, queue, after, count)
+                remaining = deadline - clock.monotonic()
+                if events or remaining <= 0:
+                    return events
+                if not watching:
+                    remaining = min(remaining, notify.POLL_SECONDS * 5)
+                # Woken by any commit to the file: read again, and wait on when it brought
+                # no event of this queue.
+                await asyncio.wait([waiter.future], timeout=remaining)
+            finally:
+                notify.unregister(waiter)
+                waiter.future.cancel()
+
+    async def metrics(self, queue: str, since_ms: int, until_ms: int) -> list[MinuteMetrics]:
+        """Per-minute metrics of finished jobs, oldest first, for minutes starting within
+        [since_ms, until_ms] (minutes with nothing finished are left out); kept 7+ days."""
+        return await self._call(metric_ops.minute_metrics, queue, since_ms, until_ms)
+
+    # -- the worker registry ----------------------------------------------------------------
+
+    async def register_worker(
+        self, queue: str, worker_id: str, info: str, ttl_ms: int, now_ms: int | None
+    ) -> None:
+        """Register a worker or renew its heartbeat; it counts as live for `ttl_ms`."""
+        await self._call(registry_ops.register_worker, queue, worker_id, info, ttl_ms, now_ms)
+
+    async def unregister_worker(self, queue: str, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        await self._call(registry_ops.unregister_worker, queue, worker_id)
+
+    async def list_workers(self, queue: str, now_ms: int | None) -> list[WorkerRecord]:
+        """The live workers of a queue (expired ones are left out), by id."""
+        return await self._call(registry_ops.list_workers, queue, now_ms)

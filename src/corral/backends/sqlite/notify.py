@@ -1,10 +1,11 @@
 """Wake-ups for coroutines waiting for commits to a database file.
 
 Two signals: a commit by this process wakes the waiters on its queue at once
-(`notify`), and one poller thread per file watches `PRAGMA data_version`, which
-moves on every other connection's commit, this process's or another's, and wakes
-every waiter on the file. The poller runs while anyone waits and lingers briefly
-after, so an idle event loop sleeps instead of polling.
+(`notify`; readers of a queue's events wait on `events_channel(queue)`), and one
+poller thread per file watches `PRAGMA data_version`, which moves on every other
+connection's commit, this process's or another's, and wakes every waiter on the file.
+The poller runs while anyone waits and lingers briefly after, so an idle event loop
+sleeps instead of polling.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def events_channel(queue: str) -> str:
+    """The name that waiters for new events of `queue` register under: no queue's name,
+    so waiting workers are not woken by changes that bring no work (progress)."""
+    return f"{queue}\0events"
 
 
 def register(path: str, queue: str) -> Waiter:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from corral.backends.base import ListableState, StoredConfig
+from corral.backends.base import Limits, ListableState, StoredConfig
+from corral.backends.sqlite.events import record_jobs
 from corral.backends.sqlite.jobs import RESET_FOR_RETRY
+from corral.backends.sqlite.limits import store_limits
 from corral.backends.sqlite.rows import delete_returning, to_waiting
 from corral.backends.sqlite.store import read, resolve_now, write
 from corral.errors import InvalidOptionError, JobLockedError
@@ -39,14 +41,18 @@ def get_config(conn: sqlite3.Connection, queue: str) -> StoredConfig:
 
 
 @write
-def set_config(conn: sqlite3.Connection, queue: str, config: str) -> int:
-    """Store the queue's settings; return the new version."""
+def set_config(conn: sqlite3.Connection, queue: str, config: str, limits: Limits) -> int:
+    """Store the queue's settings and the limits they set; return the new version.
+
+    Workers read the limits inside every claim, so the new ones hold from the next one.
+    """
     row = conn.execute(
         "INSERT INTO queues (name, config, config_version) VALUES (?, ?, 1)"
         " ON CONFLICT (name) DO UPDATE SET config = excluded.config,"
         " config_version = config_version + 1 RETURNING config_version",
         (queue, config),
     ).fetchone()
+    store_limits(conn, queue, limits)
     return int(row[0])
 
 
@@ -79,12 +85,13 @@ def retry_failed(conn: sqlite3.Connection, queue: str, limit: int | None, now_ms
 ):
     """Move up to `limit` failed jobs (oldest first) back to waiting with fresh attempts."""
     rows = conn.execute(
-        "SELECT rowid, lifo FROM jobs WHERE queue = ? AND state = 'failed'"
+        "SELECT rowid, lifo, id FROM jobs WHERE queue = ? AND state = 'failed'"
         " ORDER BY finished_at, rowid LIMIT ?",
         (queue, -1 if limit is None else max(0, limit)),
     ).fetchall()
-    conn.executemany(RESET_FOR_RETRY, [(rowid,) for rowid, _ in rows])
-    to_waiting(conn, queue, rows)
+    conn.executemany(RESET_FOR_RETRY, [(rowid,) for rowid, _, _ in rows])
+    to_waiting(conn, queue, [(rowid, lifo) for rowid, lifo, _ in rows])
+    record_jobs(conn, queue, "waiting", [job_id for _, _, job_id in rows], now_ms)
     return len(rows)
 
 
@@ -101,8 +108,11 @@ def clean(
     sql = _CLEAN.get(str(state))
     if sql is None:
         raise InvalidOptionError(f"cannot clean {state!r} jobs: workers hold them")
-    cutoff = resolve_now(now_ms) - grace_ms
-    return delete_returning(conn, queue, sql, (queue, cutoff, limit if limit > 0 else -1))
+    now = resolve_now(now_ms)
+    params = (queue, now - grace_ms, limit if limit > 0 else -1)
+    removed = delete_returning(conn, queue, sql, params)
+    record_jobs(conn, queue, "removed", removed, now)
+    return removed
 
 
 @write
@@ -110,12 +120,16 @@ def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
     """Remove every waiting job, and the delayed ones when asked; return how many."""
     states = "('waiting', 'delayed')" if delayed else "('waiting')"
     sql = f"DELETE FROM jobs WHERE queue = ? AND state IN {states} RETURNING id, tags"
-    return len(delete_returning(conn, queue, sql, (queue,)))
+    removed = delete_returning(conn, queue, sql, (queue,))
+    record_jobs(conn, queue, "removed", removed)
+    return len(removed)
 
 
 @write
 def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
-    """Remove the queue and all its jobs, tags, logs and schedules."""
+    """Remove the queue and all its jobs, tags, logs, schedules, rate-limit starts, group
+    turns, dedupe keys, events and metrics. The last event id is kept (`events`), so a
+    queue used again goes on numbering its events from there."""
     if not force:
         active = conn.execute(
             "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
@@ -129,6 +143,12 @@ def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
         "DELETE FROM job_tags WHERE queue = ?",
         "DELETE FROM job_logs WHERE queue = ?",
         "DELETE FROM schedules WHERE queue = ?",
+        "DELETE FROM job_starts WHERE queue = ?",
+        "DELETE FROM job_groups WHERE queue = ?",
+        "DELETE FROM dedupe WHERE queue = ?",
+        "DELETE FROM workers WHERE queue = ?",
+        "DELETE FROM events WHERE queue = ?",
+        "DELETE FROM metrics WHERE queue = ?",
         "DELETE FROM queues WHERE name = ?",
     ):
         conn.execute(sql, (queue,))

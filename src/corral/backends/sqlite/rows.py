@@ -20,6 +20,15 @@ JOB_COLUMNS: Final = (
     "tags, grp, lock_token"
 )
 
+WAITING_PARTS: Final = (
+    "state = 'waiting' AND grp IS NULL",
+    "state = 'waiting' AND grp IS NOT NULL",
+)
+"""Conditions selecting the ungrouped and the grouped waiting jobs. The waiting index
+leads with the group, so the ungrouped jobs are one range of it in claim order, and
+a query of all waiting jobs in claim order merges the two parts (other queries of
+waiting jobs need no part)."""
+
 _ALLOCATE_SEQ: Final = """
     INSERT INTO queues (name, next_seq) VALUES (?1, 1 + ?2)
     ON CONFLICT (name) DO UPDATE SET next_seq = next_seq + ?2

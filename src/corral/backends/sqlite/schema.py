@@ -2,7 +2,11 @@
 
 Each state has a partial index ordered the way that state is read, so taking the
 next job, promoting due jobs, finding lapsed locks and trimming finished jobs
-touch only the rows of that state. Schedules are indexed by their next tick.
+touch only the rows of that state. Waiting jobs are indexed by group first (for
+fair claiming), so queries of waiting jobs in claim order name `grp IS NULL` or
+`grp IS NOT NULL` (`rows.WAITING_PARTS`).
+Schedules are indexed by their next tick, job starts (kept while a rate limit is
+set) by time, events by queue and id, metrics by queue and minute.
 
 A file at an older version is upgraded in place by the migrations it lacks.
 """
@@ -98,6 +102,99 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID
         """,
         "CREATE INDEX schedules_due ON schedules (queue, next_run) WHERE next_run IS NOT NULL",
+    ),
+    (  # 3: queue-wide limits, job starts for rate limits, fair groups, dedupe keys
+        "ALTER TABLE queues ADD COLUMN rate_limit INTEGER",
+        "ALTER TABLE queues ADD COLUMN rate_per_ms INTEGER",
+        "ALTER TABLE queues ADD COLUMN concurrency INTEGER",
+        "ALTER TABLE queues ADD COLUMN group_rate_limit INTEGER",
+        "ALTER TABLE queues ADD COLUMN group_rate_per_ms INTEGER",
+        "ALTER TABLE queues ADD COLUMN group_concurrency INTEGER",
+        "ALTER TABLE queues ADD COLUMN group_turn INTEGER NOT NULL DEFAULT 0",
+        # Waiting jobs by group (the ungrouped ones, NULL, first), each group in claim
+        # order. It replaces the index by claim order, so a job costs no more to add,
+        # claim or finish than before.
+        "DROP INDEX jobs_waiting",
+        "CREATE INDEX jobs_waiting ON jobs (queue, grp, priority, seq) WHERE state = 'waiting'",
+        # One row per job start while a rate limit is set; grp is '' for ungrouped jobs.
+        """
+        CREATE TABLE job_starts (
+            queue TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            at INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX job_starts_at ON job_starts (queue, at)",
+        "CREATE INDEX job_starts_group ON job_starts (queue, grp, at)",
+        # When each group last had a job claimed, as a value of queues.group_turn.
+        """
+        CREATE TABLE job_groups (
+            queue TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            served INTEGER NOT NULL,
+            PRIMARY KEY (queue, grp)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE dedupe (
+            queue TEXT NOT NULL,
+            key TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            expires_at INTEGER,
+            PRIMARY KEY (queue, key)
+        ) WITHOUT ROWID
+        """,
+    ),
+    (  # 4: live workers, each until its registration expires
+        """
+        CREATE TABLE workers (
+            queue TEXT NOT NULL,
+            id TEXT NOT NULL,
+            info TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (queue, id)
+        ) WITHOUT ROWID
+        """,
+    ),
+    (  # 5: the capped event stream, its ids, and per-minute metrics
+        # Which events the queue's transitions record: 'all', 'final' or 'off'.
+        "ALTER TABLE queues ADD COLUMN events TEXT NOT NULL DEFAULT 'final'",
+        # Ids count up from 1 per queue without gaps, so the newest `CAP` are one range.
+        """
+        CREATE TABLE events (
+            queue TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            job_id TEXT,
+            data TEXT,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (queue, id)
+        ) WITHOUT ROWID
+        """,
+        # The last event id handed out per queue. Kept by obliterate, so that the ids of a
+        # queue used again go on from there and a listener resuming from an id misses nothing.
+        """
+        CREATE TABLE event_ids (
+            queue TEXT PRIMARY KEY,
+            last_id INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # What finished in each minute (its start, epoch ms), kept 8 days.
+        """
+        CREATE TABLE metrics (
+            queue TEXT NOT NULL,
+            minute INTEGER NOT NULL,
+            completed INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            processing_ms_total INTEGER NOT NULL,
+            processing_ms_max INTEGER NOT NULL,
+            wait_ms_total INTEGER NOT NULL,
+            wait_ms_max INTEGER NOT NULL,
+            PRIMARY KEY (queue, minute)
+        ) WITHOUT ROWID
+        """,
     ),
 )
 

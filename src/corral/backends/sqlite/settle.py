@@ -1,12 +1,16 @@
 """The worker's transitions: settle finished attempts and claim more, recover stalled
-jobs, renew locks. Every move out of `active` checks the job's lock token."""
+jobs, renew locks. Every move out of `active` checks the job's lock token.
+
+Settling and recovering record their events (`events.Recorder`) and add the jobs they
+finish to the minute's metrics (`metrics`), in their own transaction."""
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Final
+
+import orjson
 
 from corral.backends.base import (
     Claimed,
@@ -18,7 +22,10 @@ from corral.backends.base import (
     RetryLater,
     SettleResult,
 )
-from corral.backends.sqlite.rows import JOB_COLUMNS, Finisher, to_record, to_waiting
+from corral.backends.sqlite.events import Recorder, embed, encode, recorder
+from corral.backends.sqlite.limits import any_waiting, claim_jobs, claimable, queue_row
+from corral.backends.sqlite.metrics import DUE_AT, Tally, add_finished
+from corral.backends.sqlite.rows import Finisher, to_waiting
 from corral.backends.sqlite.schedules import ticks
 from corral.backends.sqlite.store import (
     Store,
@@ -48,28 +55,24 @@ _RETRY_LATER: Final = f"""
         failed_reason = ?, stacktrace = ?, lock_token = NULL, lock_until = NULL
     WHERE {_HELD}
 """
+# The attempts made by jobs just failed or retried (?2: their ids, as a JSON array), for
+# their events.
+_ATTEMPTS: Final = """
+    SELECT id, attempts_made FROM jobs
+    WHERE queue = ?1 AND id IN (SELECT value FROM json_each(?2))
+"""
 # Released and stalled jobs keep their position: they were next, and are again.
 _RELEASE: Final = f"""
     UPDATE jobs SET state = 'waiting', lock_token = NULL, lock_until = NULL
     WHERE {_HELD}
 """
-_CLAIM: Final = f"""
-    UPDATE jobs SET state = 'active', lock_token = ?1 || printf('%x', rowid), lock_until = ?2,
-        processed_at = ?3, worker_id = ?4
-    WHERE rowid IN (
-        SELECT rowid FROM jobs WHERE queue = ?5 AND state = 'waiting'
-        ORDER BY priority, seq LIMIT ?6
-    )
-    RETURNING seq, {JOB_COLUMNS}
-"""
 _NEXT_DUE: Final = "SELECT min(run_at) FROM jobs WHERE queue = ? AND state = 'delayed'"
-_ANY_WAITING: Final = "SELECT 1 FROM jobs WHERE queue = ? AND state = 'waiting' LIMIT 1"
 _DUE: Final = """
-    SELECT rowid, lifo FROM jobs WHERE queue = ? AND state = 'delayed' AND run_at <= ?
+    SELECT rowid, lifo, id FROM jobs WHERE queue = ? AND state = 'delayed' AND run_at <= ?
     ORDER BY run_at, rowid
 """
-_LAPSED: Final = """
-    SELECT rowid, id, stalled_count FROM jobs
+_LAPSED: Final = f"""
+    SELECT rowid, id, stalled_count, attempts_made, processed_at, {DUE_AT} FROM jobs
     WHERE queue = ? AND state = 'active' AND lock_until < ? ORDER BY lock_until
 """
 _STALLED_BACK: Final = """
@@ -124,15 +127,22 @@ def _look(
     Due schedules need no write: firing them is a transition of its own.
     """
     now = resolve_now(now_ms)
-    paused, hold_until = _flags(conn, queue)
+    row = queue_row(conn, queue)
     next_due = conn.execute(_NEXT_DUE, (queue,)).fetchone()[0]
     if next_due is not None and next_due <= now:
         return None
-    can_claim = claim > 0 and not paused and now >= hold_until
-    if can_claim and conn.execute(_ANY_WAITING, (queue,)).fetchone():
-        return None
+    held = row.hold_until if row.hold_until > now else None
+    if claim > 0 and not row.paused and held is None:
+        # Exactly the test `claim_jobs` applies, so a look never misses claimable work,
+        # and never sends a worker to the write lock to claim nothing.
+        if not row.limited:
+            if any_waiting(conn, queue):
+                return None
+        else:
+            can, held = claimable(conn, queue, row.limits, now)
+            if can:
+                return None
     next_tick, due = ticks(conn, queue, now)
-    held = hold_until if hold_until > now else None
     result = SettleResult([], [], now, _earliest(next_due, next_tick), held, due)
     return result, data_version(conn)
 
@@ -142,12 +152,6 @@ def _earliest(first: int | None, second: int | None) -> int | None:
     if first is None or second is None:
         return second if first is None else first
     return min(first, second)
-
-
-def _flags(conn: sqlite3.Connection, queue: str) -> tuple[bool, int]:
-    """Whether the queue is paused, and until when it is held."""
-    row = conn.execute("SELECT paused, hold_until FROM queues WHERE name = ?", (queue,)).fetchone()
-    return (False, 0) if row is None else (bool(row[0]), int(row[1]))
 
 
 def _settle(
@@ -160,97 +164,168 @@ def _settle(
     now_ms: int | None,
 ) -> tuple[SettleResult, int]:
     now = resolve_now(now_ms)
-    paused, hold_until = _flags(conn, queue)
-    finisher = Finisher(conn, queue, now)
+    row = queue_row(conn, queue)
+    hold_until = row.hold_until
+    events = Recorder(row.events)
+    batch = _Batch(conn, queue, now)
     refused: list[str] = []
     hold = hold_until
     for outcome in outcomes:
-        if not _apply(conn, queue, outcome, now, finisher):
+        if not batch.apply(outcome):
             refused.append(outcome.job_id)
         elif isinstance(outcome, Release) and outcome.hold_ms > 0:
             hold = max(hold, now + outcome.hold_ms)
-    finisher.apply()
+    batch.record(events)
     if hold > hold_until:
         conn.execute("UPDATE queues SET hold_until = ? WHERE name = ?", (hold, queue))
         hold_until = hold
-    next_due = _promote_due(conn, queue, now)
+    next_due = _promote_due(conn, queue, now, events)
     claimed: list[Claimed] = []
-    if claim > 0 and not paused and now >= hold_until:
-        claimed = _claim(conn, queue, claim, now, now + lock_ms, worker_id)
+    held = hold_until if hold_until > now else None
+    if claim > 0 and not row.paused and held is None:
+        claimed, held = claim_jobs(conn, queue, row, claim, now, now + lock_ms, worker_id)
+        if claimed and events.all:
+            worker = encode({"worker": worker_id})
+            for job in claimed:
+                events.detail("active", job.record.id, worker)
+    events.write(conn, queue, now)
     # Ticks are reported even while the queue is paused or held: their jobs wait there.
     next_tick, due = ticks(conn, queue, now)
-    held = hold_until if hold_until > now else None
     result = SettleResult(refused, claimed, now, _earliest(next_due, next_tick), held, due)
     # Read under the write lock: the exact version this look for work saw.
     return result, data_version(conn)
 
 
-def _apply(
-    conn: sqlite3.Connection, queue: str, outcome: Outcome, now: int, finisher: Finisher
-) -> bool:
-    # Plain UPDATEs checked by rowcount: RETURNING would double their cost.
-    held = (queue, outcome.job_id, outcome.token)
-    match outcome:
-        case Complete():
-            applied = conn.execute(_COMPLETE, (now, outcome.return_value, *held)).rowcount
-            if applied:
-                finisher.finished("completed")
-        case Fail():
-            applied = conn.execute(_FAIL, (now, outcome.reason, outcome.stacktrace, *held)).rowcount
-            if applied:
-                finisher.finished("failed")
-        case RetryLater():
-            due = now + max(0, outcome.delay_ms)
-            applied = conn.execute(
-                _RETRY_LATER, (due, outcome.reason, outcome.stacktrace, *held)
-            ).rowcount
-        case Release():
-            applied = conn.execute(_RELEASE, held).rowcount
-    return applied > 0
+class _Batch:
+    """Applies a settle's outcomes, then what follows from those applied: their metrics,
+    their events and retention."""
+
+    def __init__(self, conn: sqlite3.Connection, queue: str, now: int) -> None:
+        self.conn = conn
+        self.queue = queue
+        self.now = now
+        self.finisher = Finisher(conn, queue, now)
+        self.applied: list[Outcome] = []
+        self.finished: list[str] = []
+        """The jobs completed or failed."""
+        self.counted: list[str] = []
+        """The jobs failed or retried: their events tell the attempts made."""
+
+    def apply(self, outcome: Outcome) -> bool:
+        """Apply one outcome; False when the job is not held with its token."""
+        # Plain UPDATEs checked by rowcount: RETURNING would double their cost.
+        held = (self.queue, outcome.job_id, outcome.token)
+        match outcome:
+            case Complete():
+                applied = self.conn.execute(
+                    _COMPLETE, (self.now, outcome.return_value, *held)
+                ).rowcount
+                if applied:
+                    self.finisher.finished("completed")
+                    self.finished.append(outcome.job_id)
+            case Fail():
+                applied = self.conn.execute(
+                    _FAIL, (self.now, outcome.reason, outcome.stacktrace, *held)
+                ).rowcount
+                if applied:
+                    self.finisher.finished("failed")
+                    self.finished.append(outcome.job_id)
+                    self.counted.append(outcome.job_id)
+            case RetryLater():
+                due = self.now + max(0, outcome.delay_ms)
+                applied = self.conn.execute(
+                    _RETRY_LATER, (due, outcome.reason, outcome.stacktrace, *held)
+                ).rowcount
+                if applied:
+                    self.counted.append(outcome.job_id)
+            case Release():
+                applied = self.conn.execute(_RELEASE, held).rowcount
+        if applied:
+            self.applied.append(outcome)
+        return applied > 0
+
+    def record(self, events: Recorder) -> None:
+        """Add the finished jobs to the metrics, record the events of the outcomes applied,
+        in order, then apply retention (which may remove the jobs just read)."""
+        add_finished(self.conn, self.queue, self.now, self.finished)
+        if events.on:
+            self._events(events)
+        self.finisher.apply()
+
+    def _events(self, events: Recorder) -> None:
+        attempts: dict[str, int] = {}
+        if self.counted:
+            ids = orjson.dumps(self.counted).decode()
+            attempts = dict(self.conn.execute(_ATTEMPTS, (self.queue, ids)).fetchall())
+        for outcome in self.applied:
+            job_id = outcome.job_id
+            match outcome:
+                case Complete():
+                    events.final("completed", job_id, embed("return_value", outcome.return_value))
+                case Fail():
+                    failed = {"reason": outcome.reason, "attempts_made": attempts[job_id]}
+                    events.final("failed", job_id, encode(failed))
+                case RetryLater():
+                    delay = max(0, outcome.delay_ms)
+                    retrying = {
+                        "reason": outcome.reason,
+                        "delay_ms": delay,
+                        "attempts_made": attempts[job_id],
+                    }
+                    events.final("retrying", job_id, encode(retrying))
+                    if delay > 0:  # else its promotion, in this settle, records it waiting
+                        events.detail("delayed", job_id, encode({"run_at": self.now + delay}))
+                case Release():
+                    events.detail("waiting", job_id)
 
 
-def _promote_due(conn: sqlite3.Connection, queue: str, now: int) -> int | None:
+def _promote_due(conn: sqlite3.Connection, queue: str, now: int, events: Recorder) -> int | None:
     """Move due delayed jobs to waiting; return when the next delayed job falls due."""
     first = conn.execute(_NEXT_DUE, (queue,)).fetchone()[0]
     if first is None or first > now:
         return None if first is None else int(first)
-    to_waiting(conn, queue, conn.execute(_DUE, (queue, now)).fetchall())
+    due = conn.execute(_DUE, (queue, now)).fetchall()
+    to_waiting(conn, queue, [(rowid, lifo) for rowid, lifo, _ in due])
+    for _, _, job_id in due:
+        events.detail("waiting", job_id)
     following = conn.execute(_NEXT_DUE, (queue,)).fetchone()[0]
     return None if following is None else int(following)
-
-
-def _claim(
-    conn: sqlite3.Connection, queue: str, limit: int, now: int, lock_until: int, worker_id: str
-) -> list[Claimed]:
-    # The nonce, fresh from the OS per call, keeps tokens unique across processes and
-    # forks; the rowid keeps them unique within the call.
-    nonce = secrets.token_hex(12) + "-"
-    rows = conn.execute(_CLAIM, (nonce, lock_until, now, worker_id, queue, limit)).fetchall()
-    rows.sort(key=lambda row: (row[6], row[0]))  # RETURNING order is unspecified
-    return [Claimed(to_record(row[1:]), row[-1]) for row in rows]
 
 
 @write
 def recover_stalled(
     conn: sqlite3.Connection, queue: str, max_stalled_count: int, now_ms: int | None
 ) -> RecoverResult:
-    """Hand back active jobs whose lock lapsed; fail those stalled too often."""
+    """Hand back active jobs whose lock lapsed; fail those stalled too often (they count
+    as failed in the metrics). Each records `stalled`; those failed, `failed` too."""
     now = resolve_now(now_ms)
     result = RecoverResult()
     finisher = Finisher(conn, queue, now)
+    events = recorder(conn, queue)
+    tally = Tally(now)
     back: list[tuple[int]] = []
     out: list[tuple[int, str, int]] = []
-    for rowid, job_id, stalled in conn.execute(_LAPSED, (queue, now)):
+    lapsed = conn.execute(_LAPSED, (queue, now)).fetchall()
+    for rowid, job_id, stalled, attempts, processed_at, due_at in lapsed:
+        if events.on:
+            events.final("stalled", job_id, encode({"stalled_count": stalled + 1}))
         if stalled + 1 > max_stalled_count:
             out.append((now, STALLED_REASON, rowid))
             result.failed.append(job_id)
             finisher.finished("failed")
+            tally.finished(False, processed_at, due_at)
+            if events.on:
+                reason = {"reason": STALLED_REASON, "attempts_made": attempts}
+                events.final("failed", job_id, encode(reason))
         else:
             back.append((rowid,))
             result.recovered.append(job_id)
+            events.detail("waiting", job_id)
     conn.executemany(_STALLED_BACK, back)
     conn.executemany(_STALLED_OUT, out)
     finisher.apply()
+    tally.write(conn, queue)
+    events.write(conn, queue, now)
     return result
 
 

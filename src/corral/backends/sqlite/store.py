@@ -132,7 +132,8 @@ class Store:
         """Run `body` in one transaction, retrying while the database is busy.
 
         A write that changed rows of `queue` wakes this process's waiters on it, unless
-        `notify_waiters` is False (changes that bring no work, such as progress).
+        `notify_waiters` is False (changes that bring no work, such as progress), and
+        always this process's readers of its events.
         """
         started: float | None = None
         attempt = 0
@@ -175,9 +176,12 @@ class Store:
                 except sqlite3.Error:
                     self._drop()
             raise
-        if notify_waiters and queue is not None and conn.total_changes != before:
-            self.writes[queue] = self.writes.get(queue, 0) + 1
-            notify.notify(self.settings.path, queue)
+        if queue is not None and conn.total_changes != before:
+            if notify_waiters:
+                self.writes[queue] = self.writes.get(queue, 0) + 1
+                notify.notify(self.settings.path, queue)
+            # Any change may have recorded events: wake this process's readers of them.
+            notify.notify(self.settings.path, notify.events_channel(queue))
         return result
 
     def connection(self) -> sqlite3.Connection:

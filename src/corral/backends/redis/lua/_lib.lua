@@ -9,10 +9,23 @@
     delayed           run_at ms
     active            lock_until ms
     completed/failed  finished_at ms + (finish counter mod 1024) / 1024, newest last
+
+  Fair groups. Every waiting job is also in `gwaiting`, at score 0 as
+  "<group>\0<priority><seq>\0<id>" (fixed-width hex), so each group's jobs are one range in
+  claim order and its head is one ZRANGEBYLEX away. The group of ungrouped jobs is "" (as
+  on SQLite), which sorts before every named group. `groups` holds each group
+  with waiting jobs, scored head priority * 2^32 + served (the round-robin turn at which it
+  last had a job claimed, 0 when it joined), so the group to serve next is the first one
+  (ties by name). The helpers below keep `waiting`, `gwaiting` and `groups` in step: any
+  script that moves a job into or out of `waiting` has all three in Q.
 ]]
 
 local PRIORITY_STEP = 4294967296 -- 2^32
 local FINISH_TICKS = 1024
+local UNGROUPED = ''
+local PRIORITY_BIAS = 2097152 -- 2^21, options.MAX_PRIORITY
+local SEQ_BIAS = 1099511627776 -- 2^40
+local POSITION_WIDTH = 17 -- hex digits of a position: 6 for the priority, 11 for the seq
 
 -- The transition's time: the caller's virtual time, else the server's clock.
 local function resolve_now(arg)
@@ -62,10 +75,96 @@ local function next_seq(Q, lifo)
   return redis.call('HINCRBY', Q.meta, 'seq', 1)
 end
 
+-- The group a job takes turns in.
+local function group_of(rec)
+  return rec.group or UNGROUPED
+end
+
+-- A waiting job's member of `gwaiting`.
+local function waiting_entry(group, rec, id)
+  return group .. '\0' .. string.format('%06x%011x', rec.priority + PRIORITY_BIAS,
+    rec.seq + SEQ_BIAS) .. '\0' .. id
+end
+
+-- The priority and the job id of a `gwaiting` member of `group`.
+local function entry_priority(group, entry)
+  return tonumber(string.sub(entry, #group + 2, #group + 7), 16) - PRIORITY_BIAS
+end
+
+local function entry_id(group, entry)
+  return string.sub(entry, #group + POSITION_WIDTH + 3)
+end
+
+-- The first `count` waiting entries of a group, in claim order.
+local function group_heads(Q, group, count)
+  return redis.call('ZRANGEBYLEX', Q.gwaiting, '[' .. group .. '\0', '(' .. group .. '\1',
+    'LIMIT', 0, count)
+end
+
+-- A `groups` score split into the head priority and the served turn.
+local function rotation_parts(score)
+  local priority = math.floor(score / PRIORITY_STEP)
+  return priority, score - priority * PRIORITY_STEP
+end
+
+-- The head priority of groups this script call has read or written in `groups`: adding
+-- many jobs to one group then reads its score once. Whatever writes `groups` keeps it true.
+local known_heads = {}
+
+-- After a group's waiting jobs changed: rescore it by its head, or drop it from the
+-- rotation when it has none left (it joins again as never served). `score`: its score
+-- in `groups` when the caller has it.
+local function refresh_group(Q, group, score)
+  local head = group_heads(Q, group, 1)[1]
+  if not head then
+    redis.call('ZREM', Q.groups, group)
+    known_heads[group] = nil
+    return
+  end
+  local priority = entry_priority(group, head)
+  known_heads[group] = priority
+  score = score or tonumber(redis.call('ZSCORE', Q.groups, group))
+  local served = 0
+  if score then
+    local was
+    was, served = rotation_parts(score)
+    if was == priority then
+      return
+    end
+  end
+  redis.call('ZADD', Q.groups, priority * PRIORITY_STEP + served, group)
+end
+
 -- Into `waiting` at the job's stored position (released and stalled jobs keep theirs).
 local function enqueue(Q, id, rec)
   rec.state = 'waiting'
   redis.call('ZADD', Q.waiting, rec.priority * PRIORITY_STEP + rec.seq, id)
+  local group = group_of(rec)
+  redis.call('ZADD', Q.gwaiting, 0, waiting_entry(group, rec, id))
+  local known = known_heads[group]
+  if known and rec.priority >= known then
+    return
+  end
+  local score = tonumber(redis.call('ZSCORE', Q.groups, group))
+  if not score then
+    redis.call('ZADD', Q.groups, rec.priority * PRIORITY_STEP, group)
+    known_heads[group] = rec.priority
+    return
+  end
+  local head, served = rotation_parts(score)
+  if rec.priority < head then
+    redis.call('ZADD', Q.groups, rec.priority * PRIORITY_STEP + served, group)
+    head = rec.priority
+  end
+  known_heads[group] = head
+end
+
+-- Out of `waiting` (the caller changes the job's state and saves it).
+local function unwait(Q, id, rec)
+  local group = group_of(rec)
+  redis.call('ZREM', Q.waiting, id)
+  redis.call('ZREM', Q.gwaiting, waiting_entry(group, rec, id))
+  refresh_group(Q, group)
 end
 
 -- To the back of `waiting` (the front for LIFO jobs). The caller saves the record.
@@ -98,7 +197,11 @@ end
 local function delete_job(Q, id, rec)
   local key = Q[rec.state]
   assert(key, 'no key for state ' .. tostring(rec.state))
-  redis.call('ZREM', key, id)
+  if rec.state == 'waiting' then
+    unwait(Q, id, rec)
+  else
+    redis.call('ZREM', key, id)
+  end
   redis.call('HDEL', Q.jobs, id)
   redis.call('HDEL', Q.data, id)
   redis.call('HDEL', Q.logs, id)
@@ -109,10 +212,30 @@ local function delete_job(Q, id, rec)
   end
 end
 
--- Delete many jobs of one state at once (retention, clean, drain). Only records that
--- have tags are decoded: cjson writes the key as `"tags":[`, which no escaped string
--- inside a record can contain.
-local function delete_many(Q, state, ids)
+-- Take waiting jobs out of the group index, whose records `stored` holds.
+local function unwait_many(Q, ids, stored)
+  local entries, touched, groups = {}, {}, {}
+  for i, id in ipairs(ids) do
+    if stored[i] then
+      local rec = cjson.decode(stored[i])
+      local group = group_of(rec)
+      entries[#entries + 1] = waiting_entry(group, rec, id)
+      if not touched[group] then
+        touched[group] = true
+        groups[#groups + 1] = group
+      end
+    end
+  end
+  batch('ZREM', Q.gwaiting, entries)
+  for _, group in ipairs(groups) do
+    refresh_group(Q, group)
+  end
+end
+
+-- Delete many jobs of one state at once (retention, clean, drain; `all`: every job of the
+-- state). Only records that have tags are decoded (cjson writes the key as `"tags":[`,
+-- which no escaped string inside a record can contain), and waiting ones.
+local function delete_many(Q, state, ids, all)
   if #ids == 0 then
     return
   end
@@ -125,11 +248,30 @@ local function delete_many(Q, state, ids)
       end
     end
   end
+  if state == 'waiting' then
+    if all then
+      redis.call('DEL', Q.gwaiting, Q.groups)
+      known_heads = {}
+    else
+      unwait_many(Q, ids, stored)
+    end
+  end
   batch('ZREM', Q[state], ids)
   batch('HDEL', Q.jobs, ids)
   batch('HDEL', Q.data, ids)
   batch('HDEL', Q.logs, ids)
   batch('ZREM', Q.tags, tagged)
+end
+
+-- Active jobs per group, counted while the queue has a group concurrency limit (the
+-- scripts that move jobs into or out of `active` set `count_groups` from the queue's meta).
+local count_groups = false
+local function count_active(Q, group, delta)
+  if count_groups then
+    if redis.call('HINCRBY', Q.gactive, group, delta) <= 0 then
+      redis.call('HDEL', Q.gactive, group)
+    end
+  end
 end
 
 -- Move an active job to `completed` or `failed` at `now`; note it for retention.
@@ -182,13 +324,18 @@ end
 
 -- Write a new job (`job` as add.lua's ARGV describes it; `order` counts adds, for ties).
 -- Returns the encoded record.
-local function insert_job(Q, job, order, now)
-  local id = job.id
-  local run_at = opt(job.run_at)
+-- When a job added at `now` falls due: its delay from now, else its run_at (or nil).
+local function due_at(job, now)
   local delay = opt(job.delay)
   if delay and delay > 0 then
-    run_at = now + delay
+    return now + delay
   end
+  return opt(job.run_at)
+end
+
+local function insert_job(Q, job, order, now)
+  local id = job.id
+  local run_at = due_at(job, now)
   local rec = {name = job.name, options = job.options, priority = job.priority, n = order,
     attempts_made = 0, stalled_count = 0, created_at = now, run_at = run_at,
     group = opt(job.group), keep = opt(job.keep)}

@@ -3,15 +3,19 @@
   age from when they finished, the others from when they were added.
 
   Input:
-    KEYS[1]  jobs              job id -> record (hash)
-    KEYS[2]  data              (hash)
-    KEYS[3]  waiting           (sorted set)
-    KEYS[4]  delayed           (sorted set)
-    KEYS[5]  completed         (sorted set)
-    KEYS[6]  failed            (sorted set)
-    KEYS[7]  waiting-children  (sorted set)
-    KEYS[8]  tags              (sorted set)
-    KEYS[9]  logs              (hash)
+    KEYS[1]   jobs              job id -> record (hash)
+    KEYS[2]   data              (hash)
+    KEYS[3]   waiting           (sorted set)
+    KEYS[4]   delayed           (sorted set)
+    KEYS[5]   completed         (sorted set)
+    KEYS[6]   failed            (sorted set)
+    KEYS[7]   waiting-children  (sorted set)
+    KEYS[8]   tags              (sorted set)
+    KEYS[9]   logs              (hash)
+    KEYS[10]  gwaiting          waiting jobs by group, in claim order (sorted set)
+    KEYS[11]  groups            groups with waiting jobs, in turn order (sorted set)
+    KEYS[12]  meta              queue settings (hash; read for the event level)
+    KEYS[13]  events            the event stream (see `_events.lua`)
 
     ARGV[1]  now_ms    epoch ms, or "" for the server's TIME
     ARGV[2]  state     waiting | delayed | completed | failed | waiting-children
@@ -20,15 +24,20 @@
 
   Output:
     JSON array of the ids removed.
+
+  Events: removed per job.
 ]]
 --- @include "_lib"
+--- @include "_events"
 
 local Q = {jobs = KEYS[1], data = KEYS[2], waiting = KEYS[3], delayed = KEYS[4],
   completed = KEYS[5], failed = KEYS[6], ['waiting-children'] = KEYS[7], tags = KEYS[8],
-  logs = KEYS[9]}
+  logs = KEYS[9], gwaiting = KEYS[10], groups = KEYS[11], meta = KEYS[12],
+  events = KEYS[13]}
 
 local state = ARGV[2]
-local cutoff = resolve_now(ARGV[1]) - tonumber(ARGV[3])
+local now = resolve_now(ARGV[1])
+local cutoff = now - tonumber(ARGV[3])
 local limit = tonumber(ARGV[4])
 local ids = {}
 
@@ -61,4 +70,5 @@ else
   end
 end
 delete_many(Q, state, ids)
+job_events(recorder(Q, now), 'removed', ids)
 return cjson.encode(ids)

@@ -1,7 +1,8 @@
 --[[
   fire_schedule: fire one tick as a compare-and-set. While the schedule is still at the
   caller's version with its next run at `due_ms`, advance it and add the tick's job (as
-  add.lua does: an id still stored is kept unchanged); otherwise change nothing.
+  add.lua does: an id still stored is kept unchanged, a dedupe rule applies); otherwise
+  change nothing.
 
   Input:
     KEYS[1]   meta       queue counters (hash)
@@ -14,6 +15,10 @@
     KEYS[8]   marker     wakes idle workers (sorted set)
     KEYS[9]   schedules  schedule id -> record (hash)
     KEYS[10]  ticks      schedule id by next run (sorted set)
+    KEYS[11]  gwaiting   waiting jobs by group, in claim order (sorted set)
+    KEYS[12]  groups     groups with waiting jobs, in turn order (sorted set)
+    KEYS[13]  dedupe     dedupe key -> JSON {id, exp} (hash)
+    KEYS[14]  events     the event stream (see `_events.lua`)
 
     ARGV[1]  now_ms       epoch ms, or "" for the server's TIME
     ARGV[2]  id           the schedule
@@ -26,12 +31,17 @@
     1 fired, 0 the schedule moved on or changed (nothing written).
 
   Wakes: the marker, when the job was written.
+
+  Events: those of adding the job (see `_dedupe.lua`).
 ]]
 --- @include "_lib"
+--- @include "_events"
+--- @include "_dedupe"
 
 local Q = {meta = KEYS[1], jobs = KEYS[2], data = KEYS[3], waiting = KEYS[4],
   active = KEYS[5], delayed = KEYS[6], tags = KEYS[7], marker = KEYS[8],
-  schedules = KEYS[9], ticks = KEYS[10]}
+  schedules = KEYS[9], ticks = KEYS[10], gwaiting = KEYS[11], groups = KEYS[12],
+  dedupe = KEYS[13], events = KEYS[14]}
 
 local id, due = ARGV[2], tonumber(ARGV[4])
 local raw = redis.call('HGET', Q.schedules, id)
@@ -54,7 +64,11 @@ end
 
 local job = cjson.decode(ARGV[6])
 if redis.call('HEXISTS', Q.jobs, job.id) == 0 then
-  insert_job(Q, job, redis.call('HINCRBY', Q.meta, 'n', 1), resolve_now(ARGV[1]))
-  wake(Q)
+  local now = resolve_now(ARGV[1])
+  local _, _, _, _, wrote = add_job(Q, job, redis.call('HINCRBY', Q.meta, 'n', 1), now,
+    recorder(Q, now))
+  if wrote then
+    wake(Q)
+  end
 end
 return 1

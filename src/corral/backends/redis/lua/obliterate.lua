@@ -1,5 +1,6 @@
 --[[
-  obliterate: delete the queue and everything in it.
+  obliterate: delete the queue and everything in it: jobs, schedules, workers, group
+  turns, rate-limit windows, dedupe keys, events and metrics.
 
   Input:
     KEYS[1]   meta              (hash)
@@ -16,6 +17,17 @@
     KEYS[12]  marker            (sorted set)
     KEYS[13]  schedules         (hash)
     KEYS[14]  ticks             (sorted set)
+    KEYS[15]  workers           (hash)
+    KEYS[16]  worker_expiry     (sorted set)
+    KEYS[17]  gwaiting          (sorted set)
+    KEYS[18]  groups            (sorted set)
+    KEYS[19]  gactive           (hash)
+    KEYS[20]  starts            (sorted set)
+    KEYS[21]  gstarts           (sorted set)
+    KEYS[22]  dedupe            (hash)
+    KEYS[23]  events            (stream)
+    KEYS[24]  metrics           (hash)
+    KEYS[25]  metric_minutes    (sorted set)
 
     ARGV[1]  force  "1" to delete even while jobs are active
 

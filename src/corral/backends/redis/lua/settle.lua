@@ -1,9 +1,10 @@
 --[[
   settle: apply finished attempts (checking lock tokens), promote due delayed jobs, then,
-  unless the queue is paused or held, claim up to `claim` waiting jobs.
+  unless the queue is paused or held, claim up to `claim` waiting jobs within the queue's
+  limits, in turns between groups (see `_claim.lua` for the order, limits and cost).
 
   Input:
-    KEYS[1]   meta       queue flags and counters (hash): paused, hold_until
+    KEYS[1]   meta       queue flags, counters and limits (hash): paused, hold_until, ...
     KEYS[2]   jobs       job id -> record (hash)
     KEYS[3]   data       job id -> data JSON (hash)
     KEYS[4]   waiting    (sorted set)
@@ -16,6 +17,15 @@
     KEYS[11]  marker     wakes idle workers (sorted set)
     KEYS[12]  schedules  schedule id -> record (hash)
     KEYS[13]  ticks      schedule id by next run (sorted set)
+    KEYS[14]  gwaiting   waiting jobs by group, in claim order (sorted set)
+    KEYS[15]  groups     groups with waiting jobs, in turn order (sorted set)
+    KEYS[16]  gactive    group -> active jobs (hash; while group_concurrency is set)
+    KEYS[17]  starts     job starts by time (sorted set; while a rate limit is set)
+    KEYS[18]  gstarts    job starts by group, then time (sorted set; while a group rate
+                         limit is set)
+    KEYS[19]  events          the event stream (see `_events.lua`)
+    KEYS[20]  metrics         minute -> what finished in it (hash)
+    KEYS[21]  metric_minutes  the minutes of `metrics` by time (sorted set)
 
     ARGV[1]  now_ms     epoch ms, or "" for the server's TIME
     ARGV[2]  outcomes   JSON array of [kind, id, token, ...]:
@@ -31,17 +41,30 @@
   Output:
     {summary, id, record, data, ...}: summary is JSON {refused, now, next_due, hold,
     schedules} (refused: ids whose outcome was refused for a stale token; next_due: when
-    the first delayed job or schedule tick falls due; hold: when a RateLimited hold ends;
+    the first delayed job or schedule tick falls due; hold: when a RateLimited hold ends,
+    or, when the rate limits held back every waiting job, when they let the next start;
     schedules: [id, record] of up to 10 schedules due, earliest first, reported even while
     paused or held, not fired), then each claimed job.
 
-  Wakes: the marker, when this call changed something and claimable jobs remain waiting.
+  Wakes: the marker, when this call changed something and jobs remain waiting, unless its
+  claim shows no other worker could take one now (it claimed fewer than it asked for, or
+  reached the queue's limits).
+
+  Events (at the queue's level): per outcome applied, in order, completed
+  {return_value}, failed {reason, attempts_made}, retrying {reason, delay_ms,
+  attempts_made} (then delayed {run_at} when it waits), or waiting (released); waiting per
+  job promoted; active {worker} per job claimed. The jobs completed and failed count in
+  the minute's metrics.
 ]]
 --- @include "_lib"
+--- @include "_claim"
+--- @include "_events"
 
 local Q = {meta = KEYS[1], jobs = KEYS[2], data = KEYS[3], waiting = KEYS[4],
   delayed = KEYS[5], active = KEYS[6], completed = KEYS[7], failed = KEYS[8],
-  tags = KEYS[9], logs = KEYS[10], marker = KEYS[11], schedules = KEYS[12], ticks = KEYS[13]}
+  tags = KEYS[9], logs = KEYS[10], marker = KEYS[11], schedules = KEYS[12], ticks = KEYS[13],
+  gwaiting = KEYS[14], groups = KEYS[15], gactive = KEYS[16], starts = KEYS[17],
+  gstarts = KEYS[18], events = KEYS[19], metrics = KEYS[20], metric_minutes = KEYS[21]}
 
 local PROMOTE_BATCH = 1000
 local DUE_SCHEDULES = 10
@@ -50,10 +73,34 @@ local now = resolve_now(ARGV[1])
 local outcomes = cjson.decode(ARGV[2])
 local claim = tonumber(ARGV[3])
 local lock_ms = tonumber(ARGV[4])
-local flags = redis.call('HMGET', Q.meta, 'paused', 'hold_until')
+local flags = redis.call('HMGET', Q.meta, 'paused', 'hold_until', 'events',
+  unpack(LIMIT_FIELDS))
 local paused = flags[1] == '1'
 local hold_until = tonumber(flags[2]) or 0
+local limits = limits_from({unpack(flags, 4)})
+count_groups = limits.group_concurrency ~= nil
 local changed = false
+local E = recorder(Q, now, flags[3])
+
+-- The events of an outcome applied to the job (its record as saved).
+local function record_outcome(outcome, rec)
+  local kind, id = outcome[1], outcome[2]
+  if kind == 'complete' then
+    final_event(E, 'completed', id, embed('return_value', outcome[4]))
+  elseif kind == 'fail' then
+    final_event(E, 'failed', id,
+      cjson.encode({reason = outcome[4], attempts_made = rec.attempts_made}))
+  elseif kind == 'retry' then
+    local delay = math.max(0, outcome[6])
+    final_event(E, 'retrying', id, cjson.encode({reason = outcome[4], delay_ms = delay,
+      attempts_made = rec.attempts_made}))
+    if delay > 0 then -- else its promotion, in this call, records it waiting
+      detail_event(E, 'delayed', id, cjson.encode({run_at = rec.run_at}))
+    end
+  else
+    detail_event(E, 'waiting', id)
+  end
+end
 
 -- Returns false when the job is not held with this token.
 local function apply(outcome, finished)
@@ -62,6 +109,7 @@ local function apply(outcome, finished)
   if not rec or rec.state ~= 'active' or rec.lock_token ~= token then
     return false
   end
+  count_active(Q, group_of(rec), -1)
   if kind == 'complete' then
     rec.attempts_made = rec.attempts_made + 1
     rec.return_value = outcome[4]
@@ -92,6 +140,9 @@ local function apply(outcome, finished)
     end
     save_job(Q, id, rec)
   end
+  if E.on then
+    record_outcome(outcome, rec)
+  end
   return true
 end
 
@@ -118,6 +169,7 @@ local function promote_due()
     for _, item in ipairs(moving) do
       to_waiting(Q, item.id, item.rec)
       save_job(Q, item.id, item.rec)
+      detail_event(E, 'waiting', item.id)
     end
     changed = true
   end
@@ -149,43 +201,6 @@ local function due_schedules(next_due)
   return tick, due
 end
 
--- Claim up to `claim` waiting jobs, reading and writing them in batches.
-local function claim_jobs(reply)
-  if redis.call('ZCARD', Q.waiting) == 0 then
-    return -- an idle look stays read-only
-  end
-  local popped = redis.call('ZPOPMIN', Q.waiting, claim)
-  local ids = {}
-  for i = 1, #popped, 2 do
-    ids[#ids + 1] = popped[i]
-  end
-  local stored = hmget_many(Q.jobs, ids)
-  local data = hmget_many(Q.data, ids)
-  local lock_until = now + lock_ms
-  local records, locks = {}, {}
-  for i, id in ipairs(ids) do
-    if stored[i] then
-      local rec = cjson.decode(stored[i])
-      rec.state = 'active'
-      rec.lock_token = ARGV[6] .. ':' .. i
-      rec.lock_until = lock_until
-      rec.processed_at = now
-      rec.worker_id = ARGV[5]
-      local raw = cjson.encode(rec)
-      records[#records + 1] = id
-      records[#records + 1] = raw
-      locks[#locks + 1] = lock_until
-      locks[#locks + 1] = id
-      reply[#reply + 1] = id
-      reply[#reply + 1] = raw
-      reply[#reply + 1] = data[i]
-    end
-  end
-  batch('HSET', Q.jobs, records)
-  batch('ZADD', Q.active, locks)
-  changed = true
-end
-
 local refused, finished = {}, {}
 local held_before = hold_until
 for _, outcome in ipairs(outcomes) do
@@ -195,6 +210,11 @@ for _, outcome in ipairs(outcomes) do
     refused[#refused + 1] = outcome[2]
   end
 end
+local done = tally(now)
+for _, item in ipairs(finished) do
+  tally_job(done, item[2], item[3] == 'completed')
+end
+write_tally(Q, done)
 apply_retention(Q, finished, now)
 if hold_until > held_before then
   redis.call('HSET', Q.meta, 'hold_until', hold_until)
@@ -203,13 +223,22 @@ end
 local next_due, schedules = due_schedules(promote_due())
 local reply = {false}
 local open = not paused and now >= hold_until
+local hold, others_may = nil, true
 if claim > 0 and open then
-  claim_jobs(reply)
+  local claimed
+  claimed, hold, others_may = claim_jobs(claimer(Q, limits, now, ARGV[6]), claim,
+    now + lock_ms, ARGV[5], reply)
+  changed = changed or claimed > 0
+  if claimed > 0 and E.all then
+    local worker = cjson.encode({worker = ARGV[5]})
+    for i = 2, #reply, 3 do
+      detail_event(E, 'active', reply[i], worker)
+    end
+  end
 end
-if changed and open and redis.call('ZCARD', Q.waiting) > 0 then
+if changed and open and others_may and redis.call('ZCARD', Q.waiting) > 0 then
   wake(Q)
 end
-local hold = nil
 if hold_until > now then
   hold = hold_until
 end

@@ -1,0 +1,1 @@
+"""One module per system under test; see `benchmarks/peers/README.md` for what a module defines."""
