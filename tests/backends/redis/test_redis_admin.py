@@ -5,33 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from corral.backends.base import Complete, Fail, Limits
+from corral.backends.base import Limits
 from corral.backends.redis import RedisBackend
 from corral.errors import BackendUnavailableError, InvalidOptionError, JobLockedError
 from corral.job_state import JobState
-from tests.backends.redis.redis_support import LOCK_MS, T0, add, claim, new_job
-
-EMPTY = {
-    "waiting": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "waiting-children": 0,
-}
-
-
-async def finish(backend: RedisBackend, *, fail: list[str], done: list[str], now: int) -> None:
-    """Claim every waiting job and fail or complete the named ones, in the given order."""
-    held = {c.record.id: c.token for c in await claim(backend, 100, now)}
-    for job_id in fail:
-        await backend.settle("q", [Fail(job_id, held[job_id], "x", None)], 0, LOCK_MS, "w", now)
-        now += 1
-    for job_id in done:
-        await backend.settle("q", [Complete(job_id, held[job_id], "1")], 0, LOCK_MS, "w", now)
-        now += 1
-
-
-async def test_counts_name_every_state(backend: RedisBackend) -> None:
-    assert await backend.counts("nothing-here") == EMPTY
-    await add(backend, new_job("a"), new_job("b"), new_job("d", delay_ms=10))
-    await claim(backend, 1)
-    assert await backend.counts("q") == {**EMPTY, "waiting": 1, "delayed": 1, "active": 1}
+from tests.backends.protocol.support import EMPTY, T0, add, claim, finish, new_job
 
 
 async def test_listing_orders(backend: RedisBackend) -> None:
@@ -62,20 +40,6 @@ async def test_active_jobs_are_listed_by_start(backend: RedisBackend) -> None:
     listed = await backend.list_jobs("q", "active", 0, 10)
     assert [job.id for job in listed] == ["a", "b", "c"]
     assert [job.id for job in await backend.list_jobs("q", "active", 1, 1)] == ["b"]
-
-
-async def test_remove(backend: RedisBackend) -> None:
-    await add(backend, new_job("a", tags=("t",)), new_job("b"))
-    (b,) = [c for c in await claim(backend, 2) if c.record.id == "b"]
-    with pytest.raises(JobLockedError):
-        await backend.remove("q", "b")
-    await backend.settle("q", [Complete("b", b.token, "1")], 0, LOCK_MS, "w", T0)
-    assert await backend.add_log("q", "b", "hello", 10) == 1
-    assert await backend.remove("q", "b")
-    assert not await backend.remove("q", "b")
-    assert await backend.get_logs("q", "b") == []
-    await add(backend, new_job("b"))
-    assert await backend.get_logs("q", "b") == []
 
 
 async def test_remove_tagged_takes_waiting_and_delayed_only(
@@ -150,22 +114,6 @@ async def test_drain_and_obliterate(backend: RedisBackend, raw: redis.Redis) -> 
     assert raw.keys("corral:{q}:*") == []
     await add(backend, new_job("again"))
     assert await backend.queue_names() == ["q"]
-
-
-async def test_logs_progress_and_data(backend: RedisBackend) -> None:
-    await add(backend, new_job("a"))
-    counts = [await backend.add_log("q", "a", f"line {i}", 3) for i in range(5)]
-    assert counts == [1, 2, 3, 3, 3]
-    assert await backend.get_logs("q", "a") == ["line 2", "line 3", "line 4"]
-    assert await backend.add_log("q", "a", "kept", 0) == 4
-    assert await backend.add_log("q", "gone", "x", 3) == 0
-    assert await backend.update_progress("q", "a", '{"pct": 5}')
-    assert await backend.update_data("q", "a", '{"v": 2}')
-    assert not await backend.update_progress("q", "gone", "1")
-    assert not await backend.update_data("q", "gone", "1")
-    job = await backend.get_job("q", "a")
-    assert job is not None
-    assert (job.progress, job.data) == ('{"pct": 5}', '{"v": 2}')
 
 
 async def test_a_closed_backend_refuses_calls(redis_url: str) -> None:

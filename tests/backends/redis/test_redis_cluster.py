@@ -68,3 +68,18 @@ async def test_the_transitions_run_on_a_cluster(cluster: RedisBackend) -> None:
     assert set(await cluster.queue_names()) >= {"alpha", "beta", "gamma"}
     await cluster.obliterate("beta", False)
     assert "beta" not in await cluster.queue_names()
+
+
+async def test_events_and_metrics_on_a_cluster(cluster: RedisBackend) -> None:
+    for queue in ("ev1", "ev2", "ev3"):
+        await add(cluster, new_job("a"), queue=queue)
+        last = await cluster.last_event_id(queue)
+        reading = asyncio.ensure_future(cluster.read_events(queue, last, 10, 10_000))
+        (a,) = await claim(cluster, 1, queue=queue)
+        await cluster.settle(queue, [Complete("a", a.token, "1")], 0, LOCK_MS, "w", T0 + 10)
+        assert [r.type for r in await asyncio.wait_for(reading, 5)] == ["completed"]
+        assert [r.type for r in await cluster.read_events(queue, "0", 10, 0)] == [
+            "added", "completed",
+        ]
+        (minute,) = await cluster.metrics(queue, 0, T0 + 10)
+        assert (minute.completed, minute.processing_ms_total) == (1, 10)

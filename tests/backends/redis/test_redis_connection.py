@@ -18,7 +18,7 @@ import redis
 import corral
 from corral.backends.redis import RedisBackend
 from corral.errors import BackendUnavailableError, InvalidOptionError
-from tests.backends.redis.redis_support import add, claim, new_job
+from tests.backends.protocol.support import add, claim, new_job
 from tests.redis_server import free_port, start_redis, stop_redis
 
 

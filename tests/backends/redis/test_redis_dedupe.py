@@ -4,33 +4,22 @@ schedule's tick."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import redis
 
-from corral.backends.base import Complete, DedupeRule, NewJob
 from corral.backends.redis import RedisBackend
 from corral.job_state import JobState
-from tests.backends.redis.redis_support import LOCK_MS, T0, add, add_jobs, claim, ids, new_job
-
-SECOND = 1000
-
-
-def deduped(job_id: str, key: str = "k", ttl_ms: int | None = None, replace: bool = False,
-            **changes: Any) -> NewJob:
-    return new_job(job_id, dedupe=DedupeRule(key, ttl_ms, replace), **changes)
-
-
-async def add_one(backend: RedisBackend, job: NewJob, now: int = T0) -> tuple[str, bool, str]:
-    """Add one job: the id of the job returned, whether it was created, its data."""
-    result = await add_jobs(backend, [job], now=now)
-    ((record, created),) = result.records
-    return record.id, created, record.data
-
-
-async def complete(backend: RedisBackend, job_id: str, token: str, now: int = T0) -> None:
-    result = await backend.settle("q", [Complete(job_id, token, "null")], 0, LOCK_MS, "w1", now)
-    assert result.refused == []
+from tests.backends.protocol.support import (
+    SECOND,
+    T0,
+    add_jobs,
+    add_one,
+    claim,
+    complete,
+    deduped,
+    ids,
+    new_job,
+)
 
 
 async def test_dedupe_ignores_adds_while_the_job_is_pending(
@@ -82,18 +71,6 @@ async def test_dedupe_with_ttl_throttles(backend: RedisBackend, raw: redis.Redis
     )
 
 
-async def test_replace_debounces_a_waiting_job(backend: RedisBackend) -> None:
-    await add_one(backend, deduped("a", data='{"v": 1}'))
-    await add(backend, new_job("x"))
-    assert await add_one(backend, deduped("b", replace=True, data='{"v": 2}')) == (
-        "a", False, '{"v": 2}',
-    )
-    job = await backend.get_job("q", "a")
-    assert job is not None
-    assert (job.state, job.data, job.run_at) == (JobState.WAITING, '{"v": 2}', None)
-    assert ids(await claim(backend, 5)) == ["a", "x"]  # kept its place
-
-
 async def test_replace_restarts_the_delay(backend: RedisBackend) -> None:
     await add_one(backend, deduped("a", delay_ms=SECOND, data='{"v": 1}'))
     replacement = deduped("b", replace=True, delay_ms=SECOND, data='{"v": 2}')
@@ -120,42 +97,6 @@ async def test_replace_restarts_the_delay(backend: RedisBackend) -> None:
     # It left the waiting jobs of its group: nothing to claim until it is due.
     assert await claim(backend, 5, now=T0 + 10) == []
     assert ids(await claim(backend, 5, now=T0 + 500)) == ["e"]
-
-
-async def test_replace_with_ttl_restarts_the_ttl(backend: RedisBackend) -> None:
-    await add_one(backend, deduped("a", ttl_ms=SECOND, replace=True, delay_ms=SECOND))
-    again = deduped("b", ttl_ms=SECOND, replace=True, delay_ms=SECOND, data='"late"')
-    assert await add_one(backend, again, T0 + 900) == ("a", False, '"late"')
-    third = deduped("c", ttl_ms=SECOND, replace=True, delay_ms=SECOND, data='"last"')
-    assert await add_one(backend, third, T0 + 1500) == ("a", False, '"last"')
-    assert (await backend.counts("q"))["delayed"] == 1
-
-
-async def test_an_active_survivor_makes_replace_a_plain_duplicate(
-    backend: RedisBackend,
-) -> None:
-    await add_one(backend, deduped("a", data='{"v": 1}'))
-    await claim(backend, 1)
-    assert await add_one(backend, deduped("b", replace=True, data='{"v": 2}')) == (
-        "a", False, '{"v": 1}',
-    )
-    job = await backend.get_job("q", "a")
-    assert job is not None
-    assert (job.state, job.data) == (JobState.ACTIVE, '{"v": 1}')
-
-
-async def test_the_job_id_rule_comes_before_dedupe(backend: RedisBackend) -> None:
-    await add_one(backend, deduped("a", data='"first"'))
-    await add(backend, new_job("x", data='"x"'))
-    # An id still stored returns that job unchanged, whatever its key says.
-    assert await add_one(backend, deduped("x", replace=True, data='"new"')) == (
-        "x", False, '"x"',
-    )
-    assert await add_one(backend, deduped("a", key="k2", data='"new"')) == (
-        "a", False, '"first"',
-    )
-    # ... and records no key: k2 is still free.
-    assert (await add_one(backend, deduped("y", key="k2")))[:2] == ("y", True)
 
 
 async def test_a_schedule_tick_obeys_its_jobs_dedupe_rule(backend: RedisBackend) -> None:

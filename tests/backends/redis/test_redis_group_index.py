@@ -19,7 +19,7 @@ import redis
 
 from corral.backends.base import Complete, Limits, Release
 from corral.backends.redis import RedisBackend
-from tests.backends.redis.redis_support import LOCK_MS, T0, add, claim, ids, new_job
+from tests.backends.protocol.support import LOCK_MS, T0, add, claim, ids, new_job
 
 UNGROUPED = ""
 STEP = 2**32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from corral.backends.redis import RedisBackend
-from tests.backends.redis.redis_support import LOCK_MS, T0, add, claim, ids, new_job
+from tests.backends.protocol.support import LOCK_MS, T0, add, claim, ids, new_job
 
 SPEC = '{"every": 60}'
 

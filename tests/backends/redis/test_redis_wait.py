@@ -8,7 +8,7 @@ import time
 import redis
 
 from corral.backends.redis import RedisBackend
-from tests.backends.redis.redis_support import add, new_job
+from tests.backends.protocol.support import add, new_job
 
 LONG = 30.0
 """A timeout no passing test waits for."""

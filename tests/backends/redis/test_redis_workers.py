@@ -9,7 +9,7 @@ import redis
 from corral.backends.base import WorkerRecord
 from corral.backends.redis import RedisBackend
 from corral.backends.redis.keys import queue_keys
-from tests.backends.redis.redis_support import T0, new_job
+from tests.backends.protocol.support import T0, new_job
 
 TTL = 30_000
 

@@ -1,60 +1,18 @@
-"""Helpers for the SQLite store's own tests."""
+"""Helpers for the SQLite store's own tests: files and child processes. The protocol
+helpers live in `tests.backends.protocol.support` (a few are re-exported here)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from corral.backends.base import Claimed, NewJob, Retention
-from corral.backends.sqlite import SqliteBackend
+from tests.backends.protocol.support import LOCK_MS, T0, claim, new_job
 
-T0 = 1_700_000_000_000
-"""A fixed store time (epoch ms), passed as `now_ms` as a virtual clock would."""
-LOCK_MS = 30_000
-KEEP_ALL = Retention(None, None)
-
-
-def new_job(job_id: str, **changes: Any) -> NewJob:
-    """A job to add, with every option at its plainest unless changed."""
-    fields: dict[str, Any] = {
-        "id": job_id,
-        "name": "task",
-        "data": json.dumps({"id": job_id}),
-        "options": "{}",
-        "priority": 0,
-        "lifo": False,
-        "delay_ms": None,
-        "run_at_ms": None,
-        "tags": (),
-        "group": None,
-        "keep_completed": KEEP_ALL,
-        "keep_failed": KEEP_ALL,
-    }
-    fields.update(changes)
-    return NewJob(**fields)
-
-
-def ids(claimed: list[Claimed]) -> list[str]:
-    """The job ids of claimed jobs, in claim order."""
-    return [c.record.id for c in claimed]
-
-
-
-async def add(backend: SqliteBackend, *jobs: NewJob, queue: str = "q", now: int = T0) -> None:
-    """Add jobs, failing the test when the store reports a stale config."""
-    result = await backend.add(queue, jobs, 0, now)
-    assert not result.stale_config
-
-
-async def claim(
-    backend: SqliteBackend, count: int, now: int = T0, queue: str = "q", lock_ms: int = LOCK_MS
-) -> list[Claimed]:
-    """Claim up to `count` jobs and nothing else."""
-    result = await backend.settle(queue, [], count, lock_ms, "w1", now)
-    return result.claimed
+__all__ = [
+    "ADDER", "LOCK_MS", "T0", "claim", "file_names", "finish_process", "go", "new_job", "ready",
+    "start_adder", "write_garbage",
+]
 
 
 def file_names(directory: Path) -> set[str]:

@@ -16,48 +16,30 @@ from typing import Any
 import pytest
 
 from corral.backends.base import (
-    AddResult,
-    Complete,
-    DedupeRule,
     Limits,
-    NewJob,
-    Release,
     SettleResult,
 )
 from corral.backends.sqlite import SqliteBackend
 from corral.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from corral.backends.sqlite.settle import _look, _settle
 from corral.job_state import JobState
-from tests.backends.sqlite.sqlite_support import LOCK_MS, T0, claim, ids, new_job
-
-SECOND = 1000
-
-
-async def limit(backend: SqliteBackend, queue: str = "q", **limits: Any) -> int:
-    """Store limits (and a config text naming them) for the queue."""
-    return await backend.set_config(queue, repr(sorted(limits.items())), Limits(**limits))
-
-
-async def add_jobs(backend: SqliteBackend, jobs: list[NewJob], now: int) -> AddResult:
-    """Add jobs at the queue's current config version."""
-    version = (await backend.get_config("q")).version
-    result = await backend.add("q", jobs, version, now)
-    assert not result.stale_config
-    return result
-
-
-async def add(backend: SqliteBackend, *jobs: NewJob, now: int = T0) -> None:
-    await add_jobs(backend, list(jobs), now)
-
-
-async def look(backend: SqliteBackend, count: int, now: int) -> SettleResult:
-    """An idle worker's settle: no outcomes, `count` free slots."""
-    return await backend.settle("q", [], count, LOCK_MS, "w1", now)
-
-
-async def complete(backend: SqliteBackend, job_id: str, token: str, now: int = T0) -> None:
-    result = await backend.settle("q", [Complete(job_id, token, "null")], 0, LOCK_MS, "w1", now)
-    assert result.refused == []
+from tests.backends.protocol.support import (
+    LOCK_MS,
+    SECOND,
+    T0,
+    add,
+    add_jobs,
+    add_one,
+    claim,
+    claim_one_by_one,
+    complete,
+    deduped,
+    grouped,
+    ids,
+    limit,
+    look,
+    new_job,
+)
 
 
 @contextmanager
@@ -73,19 +55,6 @@ def database(db_path: str) -> Iterator[sqlite3.Connection]:
 def rows(db_path: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with database(db_path) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def grouped(group: str | None, count: int, **changes: Any) -> list[NewJob]:
-    """`count` jobs of a group, with ids like `A1`, `A2` (`U1` for ungrouped jobs)."""
-    prefix = group or "U"
-    return [new_job(f"{prefix}{i}", group=group, **changes) for i in range(1, count + 1)]
-
-
-async def claim_one_by_one(backend: SqliteBackend, count: int, now: int = T0) -> list[str]:
-    order: list[str] = []
-    for _ in range(count):
-        order += ids(await claim(backend, 1, now=now))
-    return order
 
 
 @pytest.fixture
@@ -112,27 +81,6 @@ async def test_set_config_stores_the_limits_beside_the_config(
     )
     assert stored == [(None, None, None, None, None, 2, 2)]
     assert (await backend.get_config("q")).config == "[('group_concurrency', 2)]"
-
-
-# -- concurrency --------------------------------------------------------------------------
-
-
-async def test_concurrency_holds_across_claimers(
-    backend: SqliteBackend, second: SqliteBackend
-) -> None:
-    await limit(backend, concurrency=3)
-    await add(backend, *grouped(None, 10))
-    first = await claim(backend, 2)
-    assert ids(first) == ["U1", "U2"]
-    assert ids(await claim(second, 5)) == ["U3"]
-    assert await claim(backend, 5) == []
-    idle = await look(second, 5, T0)
-    assert (idle.claimed, idle.hold_until_ms) == ([], None)  # no time frees a slot
-    await complete(backend, "U1", first[0].token)
-    assert ids(await claim(second, 5)) == ["U4"]
-    assert (await backend.counts("q"))["active"] == 3
-    await limit(backend, concurrency=None)  # lifted
-    assert len(await claim(backend, 10)) == 6
 
 
 # -- rate limit ---------------------------------------------------------------------------
@@ -187,15 +135,6 @@ async def test_a_rate_hold_is_reported_only_while_jobs_wait(
     assert ids(await claim(backend, 1, now=T0 + 300)) == ["d"]
 
 
-async def test_a_rate_limited_release_hold_still_comes_first(backend: SqliteBackend) -> None:
-    await limit(backend, rate_limit=5, rate_per_ms=SECOND)
-    await add(backend, new_job("a"), new_job("b"))
-    (claimed,) = await claim(backend, 1)
-    held = Release("a", claimed.token, hold_ms=3 * SECOND)
-    result = await backend.settle("q", [held], 5, LOCK_MS, "w1", T0 + 10)
-    assert (result.claimed, result.hold_until_ms) == ([], T0 + 10 + 3 * SECOND)
-
-
 # -- groups -------------------------------------------------------------------------------
 
 
@@ -243,31 +182,6 @@ async def test_a_group_keeps_its_turn_while_it_has_no_waiting_job(
     ]
 
 
-async def test_priority_comes_before_taking_turns(backend: SqliteBackend) -> None:
-    await add(
-        backend,
-        new_job("a1", group="A"), new_job("a2", group="A"), new_job("a3", group="A", priority=1),
-        new_job("b1", group="B", priority=1), new_job("b2", group="B", priority=1),
-        new_job("b0", group="B", priority=2), new_job("u0", priority=-1),
-    )
-    assert await claim_one_by_one(backend, 8) == ["u0", "a1", "a2", "b1", "a3", "b2", "b0"]
-
-
-async def test_a_small_group_is_not_starved_by_a_big_one(backend: SqliteBackend) -> None:
-    await add(backend, *grouped("big", 1000))
-    await add(backend, *grouped("small", 10), now=T0 + 1)
-    order = await claim_one_by_one(backend, 20)
-    assert sorted(job_id for job_id in order if job_id.startswith("small")) == sorted(
-        f"small{i}" for i in range(1, 11)
-    )
-    # The same with workers claiming several at a time.
-    await backend.obliterate("q", force=True)
-    await add(backend, *grouped("big", 1000))
-    await add(backend, *grouped("small", 10), now=T0 + 1)
-    batches = [ids(await claim(backend, 5)) for _ in range(4)]
-    assert sum(job_id.startswith("small") for batch in batches for job_id in batch) == 10
-
-
 async def test_group_concurrency(backend: SqliteBackend, second: SqliteBackend) -> None:
     await limit(backend, group_concurrency=2)
     await add(backend, *grouped("A", 5), *grouped("B", 3), *grouped(None, 1))
@@ -301,26 +215,6 @@ async def test_group_rate_limit(backend: SqliteBackend, db_path: str) -> None:
     # Only A waits now, at its rate: the hold names when A's window frees.
     assert await claim(backend, 10, now=T0 + SECOND + 5) == []
     assert (await look(backend, 10, T0 + SECOND + 5)).hold_until_ms == T0 + 2 * SECOND
-
-
-async def test_group_limits_together_hold_only_for_the_rate(backend: SqliteBackend) -> None:
-    await limit(backend, group_concurrency=1, group_rate_limit=1, group_rate_per_ms=SECOND)
-    await add(backend, *grouped("A", 2), *grouped("B", 2))
-    a1, b1 = await claim(backend, 10)
-    assert ids([a1, b1]) == ["A1", "B1"]
-    # Both groups at their concurrency: no time frees them, only a completion.
-    assert (await look(backend, 10, T0 + 10)).hold_until_ms is None
-    await complete(backend, "A1", a1.token, now=T0 + 20)
-    # A is free of its concurrency but not of its rate: held until its start leaves.
-    assert (await look(backend, 10, T0 + 30)).hold_until_ms == T0 + SECOND
-    assert ids(await claim(backend, 10, now=T0 + SECOND)) == ["A2"]
-
-
-async def test_queue_limits_and_group_limits_combine(backend: SqliteBackend) -> None:
-    await limit(backend, concurrency=3, group_concurrency=2)
-    await add(backend, *grouped("A", 4), *grouped("B", 4))
-    assert ids(await claim(backend, 10)) == ["A1", "B1", "A2"]
-    assert await claim(backend, 10) == []
 
 
 # -- the fast path ------------------------------------------------------------------------
@@ -419,18 +313,6 @@ async def test_the_look_and_the_claim_agree_on_random_states(db_path: str) -> No
 # -- dedupe -------------------------------------------------------------------------------
 
 
-def deduped(job_id: str, key: str = "k", ttl_ms: int | None = None, replace: bool = False,
-            **changes: Any) -> NewJob:
-    return new_job(job_id, dedupe=DedupeRule(key, ttl_ms, replace), **changes)
-
-
-async def add_one(backend: SqliteBackend, job: NewJob, now: int = T0) -> tuple[str, bool, str]:
-    """Add one job: the id of the job returned, whether it was created, its data."""
-    result = await add_jobs(backend, [job], now)
-    ((record, created),) = result.records
-    return record.id, created, record.data
-
-
 async def test_dedupe_ignores_adds_while_the_job_is_pending(backend: SqliteBackend) -> None:
     assert (await add_one(backend, deduped("a")))[:2] == ("a", True)
     assert (await add_one(backend, deduped("b")))[:2] == ("a", False)
@@ -450,7 +332,7 @@ async def test_dedupe_ignores_adds_while_the_job_is_pending(backend: SqliteBacke
 
 
 async def test_dedupe_within_one_bulk_add(backend: SqliteBackend) -> None:
-    result = await add_jobs(backend, [deduped("a"), deduped("b"), new_job("c")], T0)
+    result = await add_jobs(backend, [deduped("a"), deduped("b"), new_job("c")], now=T0)
     assert [(r.id, created) for r, created in result.records] == [
         ("a", True), ("a", False), ("c", True),
     ]
@@ -472,18 +354,6 @@ async def test_dedupe_with_ttl_throttles(backend: SqliteBackend) -> None:
     assert (await add_one(backend, deduped("e", ttl_ms=SECOND), T0 + 2 * SECOND))[:2] == (
         "e", True,
     )
-
-
-async def test_replace_debounces_a_waiting_job(backend: SqliteBackend) -> None:
-    await add_one(backend, deduped("a", data='{"v": 1}'))
-    await add(backend, new_job("x"))
-    assert await add_one(backend, deduped("b", replace=True, data='{"v": 2}')) == (
-        "a", False, '{"v": 2}',
-    )
-    job = await backend.get_job("q", "a")
-    assert job is not None
-    assert (job.state, job.data, job.run_at) == (JobState.WAITING, '{"v": 2}', None)
-    assert ids(await claim(backend, 5)) == ["a", "x"]  # kept its place
 
 
 async def test_replace_restarts_the_delay(backend: SqliteBackend) -> None:
@@ -508,42 +378,6 @@ async def test_replace_restarts_the_delay(backend: SqliteBackend) -> None:
     job = await backend.get_job("q", "e")
     assert job is not None
     assert (job.state, job.run_at) == (JobState.DELAYED, T0 + 500)
-
-
-async def test_replace_with_ttl_restarts_the_ttl(backend: SqliteBackend) -> None:
-    await add_one(backend, deduped("a", ttl_ms=SECOND, replace=True, delay_ms=SECOND))
-    again = deduped("b", ttl_ms=SECOND, replace=True, delay_ms=SECOND, data='"late"')
-    assert await add_one(backend, again, T0 + 900) == ("a", False, '"late"')
-    third = deduped("c", ttl_ms=SECOND, replace=True, delay_ms=SECOND, data='"last"')
-    assert await add_one(backend, third, T0 + 1500) == ("a", False, '"last"')
-    assert (await backend.counts("q"))["delayed"] == 1
-
-
-async def test_an_active_survivor_makes_replace_a_plain_duplicate(
-    backend: SqliteBackend,
-) -> None:
-    await add_one(backend, deduped("a", data='{"v": 1}'))
-    await claim(backend, 1)
-    assert await add_one(backend, deduped("b", replace=True, data='{"v": 2}')) == (
-        "a", False, '{"v": 1}',
-    )
-    job = await backend.get_job("q", "a")
-    assert job is not None
-    assert (job.state, job.data) == (JobState.ACTIVE, '{"v": 1}')
-
-
-async def test_the_job_id_rule_comes_before_dedupe(backend: SqliteBackend) -> None:
-    await add_one(backend, deduped("a", data='"first"'))
-    await add(backend, new_job("x", data='"x"'))
-    # An id still stored returns that job unchanged, whatever its key says.
-    assert await add_one(backend, deduped("x", replace=True, data='"new"')) == (
-        "x", False, '"x"',
-    )
-    assert await add_one(backend, deduped("a", key="k2", data='"new"')) == (
-        "a", False, '"first"',
-    )
-    # ... and records no key: k2 is still free.
-    assert (await add_one(backend, deduped("y", key="k2")))[:2] == ("y", True)
 
 
 async def test_obliterate_forgets_starts_groups_and_dedupe_keys(

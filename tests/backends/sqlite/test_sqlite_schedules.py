@@ -16,16 +16,8 @@ from corral.backends.sqlite import SqliteBackend
 from corral.backends.sqlite.schedules import DUE_LIMIT
 from corral.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from corral.job_state import JobState
-from tests.backends.sqlite.sqlite_support import (
-    LOCK_MS,
-    T0,
-    add,
-    claim,
-    finish_process,
-    go,
-    new_job,
-    ready,
-)
+from tests.backends.protocol.support import LOCK_MS, T0, add, claim, new_job
+from tests.backends.sqlite.sqlite_support import finish_process, go, ready
 
 SPEC = '{"every":60000}'
 MINUTE = 60_000

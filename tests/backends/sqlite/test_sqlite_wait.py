@@ -6,14 +6,8 @@ import asyncio
 
 from corral import clock
 from corral.backends.sqlite import SqliteBackend, notify
-from tests.backends.sqlite.sqlite_support import (
-    add,
-    finish_process,
-    go,
-    new_job,
-    ready,
-    start_adder,
-)
+from tests.backends.protocol.support import add, new_job
+from tests.backends.sqlite.sqlite_support import finish_process, go, ready, start_adder
 
 LONG = 30.0
 """A timeout no passing test waits for."""

@@ -10,7 +10,7 @@ from corral import clock
 from corral.backends.base import WorkerRecord
 from corral.backends.sqlite import SqliteBackend
 from corral.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from tests.backends.sqlite.sqlite_support import T0, add, new_job
+from tests.backends.protocol.support import T0, add, new_job
 
 TTL = 30_000
 
