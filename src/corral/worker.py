@@ -120,6 +120,7 @@ class Worker:
             if isolation == "process" else {}
         )
         self._pool: ProcessPool | None = None
+        self._is_async: dict[str, bool] = {}  # by job name: inspecting a callable is not free
         self.clock: Clock = clock or SYSTEM
         if backoff is not None and not callable(backoff):
             raise InvalidOptionError("backoff must be a callable (attempt, exc) -> seconds")
@@ -409,13 +410,18 @@ class Worker:
         processor = self._processors.get(job.name, self._processors.get("*"))
         if processor is None:
             raise no_processor(job.name, self._processors)
+        timeout = job.options.timeout
+        is_async = self._is_async.get(job.name)
+        if is_async is None:
+            is_async = self._is_async[job.name] = is_async_callable(processor)
+        if self._pool is None and is_async and timeout is None:
+            return await processor(job)  # the common case: no second task per job
         if self._pool is not None:
             work: asyncio.Future[Any] = asyncio.ensure_future(self._pool.run(running.record))
-        elif is_async_callable(processor):
+        elif is_async:
             work = asyncio.ensure_future(processor(job))
         else:
             work = self._in_thread(processor, running)
-        timeout = job.options.timeout
         if timeout is None:
             return await work
         timer = asyncio.ensure_future(self.clock.sleep(timeout))
