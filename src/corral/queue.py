@@ -375,6 +375,11 @@ class Queue:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[MinuteStats]:
         """Completed and failed counts and timings per minute (default: the last hour)."""
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and (
+                not isinstance(moment, datetime) or moment.utcoffset() is None
+            ):
+                raise InvalidOptionError(f"{name} must be an aware datetime, not {moment!r}")
         until_ms = to_ms(until) if until is not None else (self._now() or self.clock.now_ms())
         since_ms = to_ms(since) if since is not None else until_ms - 3_600_000
         if since_ms > until_ms:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -157,3 +157,18 @@ async def test_metrics_count_and_time_finished_jobs_per_minute(
     assert stats[0].minute == start
     assert await queue.metrics(since=clock.now() + timedelta(minutes=5),
                                until=clock.now() + timedelta(minutes=6)) == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"since": datetime(2026, 2, 24, 12, 0)},
+        {"until": "yesterday"},
+        {"since": datetime(2026, 2, 25, tzinfo=UTC), "until": datetime(2026, 2, 24, tzinfo=UTC)},
+    ],
+)
+async def test_bad_metrics_ranges_are_refused(
+    queue: corral.Queue, arguments: dict[str, object]
+) -> None:
+    with pytest.raises(corral.InvalidOptionError):
+        await queue.metrics(**arguments)  # type: ignore[arg-type]
