@@ -10,6 +10,21 @@ time when a test drives one, else None and the store's own clock decides; the
 transitions that schedule work return the time they used.
 
 Data, options, progress and return values cross this boundary as JSON text.
+
+Flows: a parent waits in `waiting-children` and keeps one ChildRecord per child, written
+with the flow (state "pending"). Every transition that ends a child updates its parent in
+the same transaction, whatever queue the parent is in:
+- completed: the record takes the return value, `pending_children` drops by one;
+- failed for good (settle's Fail, or too many stalls): the record takes the reason; with
+  `ignore_failure` the count drops by one, otherwise a parent still in `waiting-children`
+  fails at once (reason `child <queue>:<id> failed: <reason>`, its retention, a `failed`
+  event, counted as failed in metrics) and that failure goes on to its own parent;
+- removed while pending (remove, remove_tagged, drain, clean): "removed", count drops;
+- when the count reaches 0 a parent still in `waiting-children` becomes waiting (delayed
+  when its run_at is still ahead) and workers of its queue are woken.
+Retries of a child change nothing for the parent. A parent that is gone, or no longer in
+`waiting-children` (removed, retried by hand), is left alone. Removing a parent removes
+its child records, not its children.
 """
 
 from __future__ import annotations
@@ -23,17 +38,20 @@ from corral.job_state import JobState
 __all__ = [
     "AddResult",
     "Backend",
+    "ChildRecord",
     "Claimed",
     "Complete",
     "DedupeRule",
     "EventRecord",
     "Fail",
+    "FlowJob",
     "JobRecord",
     "Limits",
     "LockKeeper",
     "MinuteMetrics",
     "NewJob",
     "Outcome",
+    "ParentRef",
     "RecoverResult",
     "Release",
     "Retention",
@@ -75,6 +93,44 @@ class NewJob:
     keep_completed: Retention
     keep_failed: Retention
     dedupe: DedupeRule | None = None
+    parent: ParentRef | None = None
+    """Set on a flow's child: the job that waits for it."""
+    children: int = 0
+    """A flow's parent: how many direct children it waits for (it starts in
+    `waiting-children`; when the last one is done it becomes waiting, or delayed until
+    its run_at)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    """The parent of a flow's child, and what the child's final failure does to it."""
+
+    queue: str
+    id: str
+    ignore_failure: bool = False
+    """False: the child's final failure fails the parent (reason `child <queue>:<id>
+    failed: <reason>`), and so on up a nested flow. True: the failure is recorded and
+    the parent waits only for the other children."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowJob:
+    """One job of a flow and the queue it goes into."""
+
+    queue: str
+    job: NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """One child of a flow's parent as the parent sees it."""
+
+    queue: str
+    id: str
+    state: Literal["pending", "completed", "failed", "removed"]
+    return_value: str | None = None
+    """JSON text, for a completed child (kept after the child itself is removed)."""
+    failed_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +185,9 @@ class JobRecord:
     tags: tuple[str, ...]
     group: str | None
     lock_token: str | None = None
+    parent: ParentRef | None = None
+    pending_children: int = 0
+    """A flow's parent: children not yet completed, failed or removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +375,30 @@ class Backend(Protocol):
         self, queue: str, jobs: Sequence[NewJob], config_version: int, now_ms: int | None
     ) -> AddResult:
         """Write all `jobs` in one transaction; an id still stored returns that job unchanged."""
+        ...
+
+    async def add_flow(
+        self, jobs: Sequence[FlowJob], config_versions: Mapping[str, int], now_ms: int | None
+    ) -> AddResult:
+        """Write a flow in one transaction: `jobs[0]` is the root, every parent comes before
+        its children, which may be in other queues (each queue's config version checked).
+        A root id still stored returns that job alone, unchanged, and writes nothing; any
+        other id still stored raises InvalidOptionError and writes nothing. Returns every
+        record written, in the order given."""
+        ...
+
+    async def dependencies(self, queue: str, job_id: str) -> list[ChildRecord] | None:
+        """A parent's children in the order they were added (None: no such job)."""
+        ...
+
+    def check_flow(self, queues: Sequence[str]) -> None:
+        """Raise InvalidOptionError when one transaction cannot span these queues (Redis
+        Cluster: queues in different slots); the first is the root's."""
+        ...
+
+    def use_hash_tag(self, queue: str, hash_tag: str | None) -> None:
+        """Place `queue`'s keys by `hash_tag` (Redis; ignored by SQLite). Queues that share
+        a hash tag share a cluster slot, so flows can span them on Redis Cluster."""
         ...
 
     async def get_config(self, queue: str) -> StoredConfig:
