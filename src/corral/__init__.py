@@ -14,7 +14,7 @@ from corral.errors import (
     UnrecoverableError,
 )
 from corral.events import Event, EventType, QueueEvents
-from corral.job import Job
+from corral.job import Child, Job, JobRef
 from corral.job_state import JobState
 from corral.options import Backoff, Dedupe, JobOptions, JobSpec, Keep, QueueConfig, RateLimit
 from corral.queue import Queue
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "Backoff",
+    "Child",
     "CorralError",
     "Dedupe",
     "Event",
@@ -35,6 +36,7 @@ __all__ = [
     "JobLockedError",
     "JobNotFoundError",
     "JobOptions",
+    "JobRef",
     "JobSpec",
     "JobState",
     "Keep",

@@ -14,7 +14,7 @@ from corral.backends import open_backend, resolve_url
 from corral.backends.base import Backend, EventRecord
 from corral.clock import to_datetime
 from corral.errors import InvalidOptionError
-from corral.options import check_queue_name
+from corral.options import check_hash_tag, check_queue_name
 
 __all__ = ["Event", "EventType", "QueueEvents"]
 
@@ -66,9 +66,12 @@ class QueueEvents:
     right after that event ("0": from the oldest event the store still keeps).
     """
 
-    def __init__(self, queue_name: str, *, url: str | None = None, last_id: str | None = None
-                 ) -> None:
+    def __init__(
+        self, queue_name: str, *, url: str | None = None, last_id: str | None = None,
+        hash_tag: str | None = None,
+    ) -> None:
         self.queue_name = check_queue_name(queue_name)
+        self.hash_tag = check_hash_tag(hash_tag)
         self.url = resolve_url(url)
         if last_id is not None and (not isinstance(last_id, str) or not last_id):
             raise InvalidOptionError(f"last_id must be an event id string, not {last_id!r}")
@@ -102,6 +105,7 @@ class QueueEvents:
     async def _open(self) -> Backend:
         if self._backend is None:
             self._backend = open_backend(self.url)
+            self._backend.use_hash_tag(self.queue_name, self.hash_tag)
         if self.last_id is None:
             self.last_id = await self._backend.last_event_id(self.queue_name)
         return self._backend

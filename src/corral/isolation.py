@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from corral import codec
-from corral.backends.base import JobRecord
+from corral.backends.base import JobRecord, ParentRef
 from corral.errors import CorralError, InvalidOptionError, RateLimited, UnrecoverableError
 from corral.job_state import JobState
 
@@ -77,6 +77,8 @@ def record_from_json(data: dict[str, Any]) -> JobRecord:
     """The record back from its JSON form."""
     data["state"] = JobState(data["state"])
     data["tags"] = tuple(data["tags"])
+    if data.get("parent") is not None:
+        data["parent"] = ParentRef(**data["parent"])
     return JobRecord(**data)
 
 
@@ -106,9 +108,12 @@ class _Child:
 class ProcessPool:
     """Up to `size` child processes, started on demand and reused between jobs."""
 
-    def __init__(self, targets: Mapping[str, str], url: str, queue: str, size: int) -> None:
+    def __init__(
+        self, targets: Mapping[str, str], url: str, queue: str, size: int,
+        hash_tag: str | None = None,
+    ) -> None:
         self._argv = [sys.executable, "-m", "corral.isolation", orjson.dumps(targets).decode(),
-                      url, queue]
+                      url, queue, hash_tag or ""]
         self._idle: list[_Child] = []
         self._all: set[_Child] = set()
         self._size = size
@@ -188,7 +193,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return answer
 
 
-def child_main(targets_json: str, url: str, queue_name: str) -> None:
+def child_main(targets_json: str, url: str, queue_name: str, hash_tag: str = "") -> None:
     """Serve jobs from stdin until it closes (run as `python -m corral.isolation`)."""
     from corral.job import Job
     from corral.queue import Queue
@@ -197,7 +202,7 @@ def child_main(targets_json: str, url: str, queue_name: str) -> None:
     targets: dict[str, str] = orjson.loads(targets_json)
     processors = {name: _load(target) for name, target in targets.items()}
     loop = asyncio.new_event_loop()
-    queue = Queue(queue_name, url=url)
+    queue = Queue(queue_name, url=url, hash_tag=hash_tag or None)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         record = record_from_json(orjson.loads(line))
@@ -219,4 +224,4 @@ def child_main(targets_json: str, url: str, queue_name: str) -> None:
 
 
 if __name__ == "__main__":
-    child_main(*sys.argv[1:4])
+    child_main(*sys.argv[1:5])

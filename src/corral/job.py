@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral import codec
 from corral.backends.base import JobRecord
@@ -15,10 +16,29 @@ from corral.options import JobOptions
 if TYPE_CHECKING:
     from corral.queue import Queue
 
-__all__ = ["Job", "JobState"]
+__all__ = ["Child", "Job", "JobRef", "JobState"]
 
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
 MAX_LOG_LINES = 1000
+
+
+class JobRef(NamedTuple):
+    """Where a job lives: its queue's name and its id."""
+
+    queue: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A child of a flow's parent as the parent sees it (kept after the child is removed)."""
+
+    queue: str
+    id: str
+    state: str
+    """"pending", "completed", "failed" or "removed"."""
+    return_value: Any = None
+    failed_reason: str | None = None
 
 
 class Job:
@@ -48,6 +68,9 @@ class Job:
         self.priority: int = record.priority
         self.tags: tuple[str, ...] = record.tags
         self.group: str | None = record.group
+        parent = record.parent
+        self.parent: JobRef | None = None if parent is None else JobRef(parent.queue, parent.id)
+        self.pending_children: int = record.pending_children
         self._options_json = record.options
         self._options: JobOptions | None = None
 
@@ -80,6 +103,8 @@ class Job:
             "processed_at": iso(self.processed_at), "finished_at": iso(self.finished_at),
             "run_at": iso(self.run_at), "priority": self.priority, "tags": list(self.tags),
             "group": self.group, "options": self.options.to_json(),
+            "parent": None if self.parent is None else self.parent._asdict(),
+            "pending_children": self.pending_children,
         }
 
     async def update_progress(self, progress: Any) -> None:
@@ -139,6 +164,29 @@ class Job:
     async def promote(self) -> bool:
         """Make a delayed job waiting now."""
         return await self._queue.promote(self.id)
+
+    async def children(self) -> list[Child]:
+        """A flow parent's children in the order they were added, with their outcomes."""
+        records = await self._queue._backend_call("dependencies", self.id)
+        if records is None:
+            raise JobNotFoundError(f"job {self.id!r} is no longer stored")
+        return [
+            Child(r.queue, r.id, r.state, codec.loads(r.return_value), r.failed_reason)
+            for r in records
+        ]
+
+    async def children_values(self) -> dict[str, Any]:
+        """The return values of the completed children, keyed `"<queue>:<job id>"`."""
+        return {
+            f"{child.queue}:{child.id}": child.return_value
+            for child in await self.children() if child.state == "completed"
+        }
+
+    async def get_parent(self) -> Job | None:
+        """The flow parent waiting for this job (None: no parent, or it was removed)."""
+        if self.parent is None:
+            return None
+        return await self._queue._flow_queue(self.parent.queue).get_job(self.parent.id)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait until the job completes (its return value) or fails (raises JobFailedError).

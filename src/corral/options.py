@@ -103,6 +103,15 @@ def check_queue_name(name: object) -> str:
     return name
 
 
+def check_hash_tag(tag: object) -> str | None:
+    """None, or a Redis hash tag following the queue-name rules."""
+    if tag is not None and (not isinstance(tag, str) or not QUEUE_NAME.fullmatch(tag)):
+        raise InvalidOptionError(
+            f"hash_tag {tag!r} must be 1-64 characters of letters, digits, '.', '_' or '-'"
+        )
+    return tag
+
+
 def check_label(value: object, what: str) -> str:
     """A job name, job id or tag: 1-256 printable characters."""
     if not isinstance(value, str):
@@ -468,18 +477,57 @@ def _option_to_json(value: Any) -> JSON:
     return value
 
 
+ON_FAILURE: Final = ("fail_parent", "ignore")
+"""What a flow child's final failure does to its parent."""
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class JobSpec:
-    """One job for `add_bulk`: a name, its data and exactly `add`'s keyword options."""
+    """One job for `add_bulk`, or a child of a flow: a name, its data and `add`'s options.
+
+    As a child, `queue` names the queue it goes into (default: its parent's), `on_failure`
+    says whether its final failure fails the parent ("fail_parent") or is recorded and
+    ignored ("ignore"), and `children` nests a flow below it.
+    """
 
     name: str
     data: Any
     options: JobOptions
+    queue: str | None
+    on_failure: str
+    children: tuple[JobSpec, ...]
 
-    def __init__(self, name: str, data: Any = None, **options: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        queue: str | None = None,
+        on_failure: str = "fail_parent",
+        children: Iterable[JobSpec] | None = None,
+        **options: Any,
+    ) -> None:
         object.__setattr__(self, "name", check_label(name, "job name"))
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "options", JobOptions.from_mapping(options))
+        object.__setattr__(self, "queue", None if queue is None else check_queue_name(queue))
+        if on_failure not in ON_FAILURE:
+            raise InvalidOptionError(f"on_failure must be one of {ON_FAILURE}, not {on_failure!r}")
+        object.__setattr__(self, "on_failure", on_failure)
+        object.__setattr__(self, "children", check_children(children))
+
+
+def check_children(children: object) -> tuple[JobSpec, ...]:
+    """A flow's children: an iterable of JobSpec (not a string or a mapping)."""
+    if children is None:
+        return ()
+    if isinstance(children, str | bytes | Mapping) or not isinstance(children, Iterable):
+        raise InvalidOptionError("children must be a list of corral.JobSpec")
+    items = tuple(children)
+    for index, child in enumerate(items):
+        if not isinstance(child, JobSpec):
+            raise InvalidOptionError(f"children[{index}] is not a corral.JobSpec")
+    return items
 
 
 def _check_defaults(value: object) -> JobOptions:

@@ -6,6 +6,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
@@ -17,10 +18,12 @@ from corral.backends import open_backend, redact, resolve_url
 from corral.backends.base import (
     Backend,
     DedupeRule,
+    FlowJob,
     JobRecord,
     Limits,
     ListableState,
     NewJob,
+    ParentRef,
     Retention,
     ScheduleRecord,
 )
@@ -38,6 +41,7 @@ from corral.options import (
     QueueConfig,
     RateLimit,
     _Unset,
+    check_hash_tag,
     check_int,
     check_label,
     check_queue_name,
@@ -94,23 +98,34 @@ class Queue:
     """
 
     def __init__(
-        self, name: str, *, url: str | None = None, clock: Clock | None = None
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        clock: Clock | None = None,
+        hash_tag: str | None = None,
     ) -> None:
         self.name: str = check_queue_name(name)
         self.url: str = resolve_url(url)
         self.clock: Clock = clock or SYSTEM
+        self.hash_tag: str | None = check_hash_tag(hash_tag)
+        """Redis: queues with the same hash tag share a cluster slot (flows across them)."""
         self._backend: Backend | None = None
         self._owns_backend = True
         self._config: QueueConfig | None = None
         self._config_version = 0
         self._down_until = 0.0
+        self._flow_queues: dict[str, Queue] = {}
         # Set by a Worker so that `job.update_progress` also fires its `progress` callbacks.
         self._on_progress: Callable[[Job, Any], Awaitable[None]] | None = None
 
     @classmethod
-    def _sharing(cls, name: str, url: str, backend: Backend, clock: Clock) -> Queue:
+    def _sharing(
+        cls, name: str, url: str, backend: Backend, clock: Clock, hash_tag: str | None = None
+    ) -> Queue:
         """A Queue over another object's open backend (a worker's), which it will not close."""
-        queue = cls(name, url=url, clock=clock)
+        queue = cls(name, url=url, clock=clock, hash_tag=hash_tag)
+        backend.use_hash_tag(name, queue.hash_tag)
         queue._backend = backend
         queue._owns_backend = False
         return queue
@@ -140,6 +155,7 @@ class Queue:
         """The open store of this queue (opened on first use)."""
         if self._backend is None:
             self._backend = open_backend(self.url)
+            self._backend.use_hash_tag(self.name, self.hash_tag)
             self._owns_backend = True
             log.info("corral queue %r uses %s", self.name, redact(self.url))
         return self._backend
@@ -149,10 +165,14 @@ class Queue:
         return self.clock.now_ms() if self.clock.is_virtual else None
 
     async def _backend_call(self, method: str, *args: Any) -> Any:
+        return await self._store_call(method, self.name, *args)
+
+    async def _store_call(self, method: str, *args: Any) -> Any:
+        """A backend call that fails fast for a while after the store failed."""
         if monotonic() < self._down_until:
             raise BackendUnavailableError(f"store {redact(self.url)} failed moments ago")
         try:
-            return await getattr(self.backend, method)(self.name, *args)
+            return await getattr(self.backend, method)(*args)
         except BackendUnavailableError:
             self._down_until = monotonic() + FAIL_FAST_SECONDS
             raise
@@ -187,8 +207,13 @@ class Queue:
     # -- producing -------------------------------------------------------------------------
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
-        """Add one job; an id that is still stored returns that job unchanged."""
+        """Add one job (with `children=`: a flow); an id still stored returns that job."""
+        for flow_only in ("queue", "on_failure"):
+            if flow_only in options:
+                raise InvalidOptionError(f"{flow_only}= is an option of a flow's children")
         spec = JobSpec(name, data, **options)
+        if spec.children:
+            return await self._add_flow(spec)
         return (await self._add_specs([spec]))[0]
 
     async def add_bulk(self, specs: Iterable[JobSpec]) -> list[Job]:
@@ -197,6 +222,11 @@ class Queue:
         for index, spec in enumerate(specs):
             if not isinstance(spec, JobSpec):
                 raise InvalidOptionError(f"add_bulk item {index} is not a corral.JobSpec")
+            if spec.children or spec.queue not in (None, self.name):
+                raise InvalidOptionError(
+                    f"add_bulk item {index} belongs to a flow: add flows with queue.add(...,"
+                    " children=[...])"
+                )
         if not specs:
             return []
         return await self._add_specs(specs)
@@ -215,7 +245,50 @@ class Queue:
             await self._current_config(refresh=True)
         raise BackendUnavailableError("the queue's settings kept changing during add; try again")
 
-    def _new_job(self, spec: JobSpec, data: str, config: QueueConfig) -> NewJob:
+    async def _add_flow(self, root: JobSpec) -> Job:
+        if root.queue not in (None, self.name):
+            raise InvalidOptionError(f"the flow's root goes into this queue, not {root.queue!r}")
+        nodes = _flow_nodes(self.name, root)
+        queues = {node.queue: self._flow_queue(node.queue) for node in nodes}
+        self.backend.check_flow(list(queues))
+        for _ in range(_STALE_CONFIG_RETRIES):
+            configs = {name: await queue._current_config() for name, queue in queues.items()}
+            jobs = [
+                FlowJob(node.queue, queues[node.queue]._new_job(
+                    node.spec, node.data, configs[node.queue], job_id=node.id,
+                    parent=node.parent, children=len(node.spec.children),
+                ))
+                for node in nodes
+            ]
+            versions = {name: queue._config_version for name, queue in queues.items()}
+            result = await self._store_call("add_flow", jobs, versions, self._now())
+            if not result.stale_config:
+                record, created = result.records[0]
+                return self._added(record, created)
+            for queue in queues.values():
+                await queue._current_config(refresh=True)
+        raise BackendUnavailableError("the queues' settings kept changing during add; try again")
+
+    def _flow_queue(self, name: str) -> Queue:
+        """This queue, or another queue of a flow on the same store and with its hash tag."""
+        if name == self.name:
+            return self
+        if name not in self._flow_queues:
+            self._flow_queues[name] = Queue._sharing(
+                name, self.url, self.backend, self.clock, self.hash_tag
+            )
+        return self._flow_queues[name]
+
+    def _new_job(
+        self,
+        spec: JobSpec,
+        data: str,
+        config: QueueConfig,
+        *,
+        job_id: str | None = None,
+        parent: ParentRef | None = None,
+        children: int = 0,
+    ) -> NewJob:
         options = spec.options.merged_over(config.defaults)
         size = len(data.encode())
         if size > config.max_payload:
@@ -223,7 +296,7 @@ class Queue:
         effective = {**LIBRARY_DEFAULTS, **options.given()}
         delay = effective.pop("delay", None)
         run_at = effective.pop("run_at", None)
-        job_id = effective.pop("job_id", None) or uuid.uuid4().hex
+        job_id = effective.pop("job_id", None) or job_id or uuid.uuid4().hex
         dedupe = effective.pop("dedupe", None)
         return NewJob(
             id=job_id,
@@ -242,6 +315,8 @@ class Queue:
                 dedupe.key, None if dedupe.ttl is None else math.ceil(dedupe.ttl * 1000),
                 dedupe.replace,
             ),
+            parent=parent,
+            children=children,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -448,3 +523,36 @@ class Queue:
         )
         config = await self._current_config()
         return self._new_job(job_spec, codec.dumps(spec.data, "data"), config)
+
+
+@dataclass(frozen=True, slots=True)
+class _FlowNode:
+    queue: str
+    spec: JobSpec
+    data: str
+    id: str
+    parent: ParentRef | None
+
+
+def _flow_nodes(queue: str, root: JobSpec) -> list[_FlowNode]:
+    """A flow's jobs, each parent before its children, validated before any I/O."""
+    nodes: list[_FlowNode] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(spec: JobSpec, queue: str, parent: ParentRef | None, path: str) -> None:
+        given = spec.options.given()
+        if given.get("dedupe") is not None:
+            raise InvalidOptionError(f"{path}: dedupe does not apply to a flow's jobs")
+        job_id = given.get("job_id") or uuid.uuid4().hex
+        if (queue, job_id) in seen:
+            raise InvalidOptionError(f"{path}: job id {job_id!r} appears twice in {queue!r}")
+        seen.add((queue, job_id))
+        nodes.append(_FlowNode(queue, spec, codec.dumps(spec.data, f"{path}.data"), job_id,
+                               parent))
+        for index, child in enumerate(spec.children):
+            visit(child, child.queue or queue,
+                  ParentRef(queue, job_id, child.on_failure == "ignore"),
+                  f"{path}.children[{index}]")
+
+    visit(root, queue, None, "flow")
+    return nodes

@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 from corral import job as async_job
 from corral import queue as async_queue
 from corral.clock import Clock
+from corral.job import Child
 from corral.job_state import JobState
 from corral.monitoring import MinuteStats, WorkerInfo
 from corral.options import UNSET, JobOptions, JobSpec, QueueConfig, RateLimit, _Unset
@@ -124,12 +125,34 @@ class Job:
         """Block until the job completes (its return value) or fails (JobFailedError)."""
         return self._run(self._job.wait_until_finished(timeout))
 
+    def children(self) -> list[Child]:
+        """A flow parent's children with their outcomes."""
+        children: list[Child] = self._run(self._job.children())
+        return children
+
+    def children_values(self) -> dict[str, Any]:
+        """The return values of the completed children, keyed `"<queue>:<job id>"`."""
+        values: dict[str, Any] = self._run(self._job.children_values())
+        return values
+
+    def get_parent(self) -> Job | None:
+        """The flow parent waiting for this job."""
+        parent = self._run(self._job.get_parent())
+        return None if parent is None else Job(parent, self._run)
+
 
 class Queue:
     """`corral.Queue` with blocking methods."""
 
-    def __init__(self, name: str, *, url: str | None = None, clock: Clock | None = None) -> None:
-        self._queue = async_queue.Queue(name, url=url, clock=clock)
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        clock: Clock | None = None,
+        hash_tag: str | None = None,
+    ) -> None:
+        self._queue = async_queue.Queue(name, url=url, clock=clock, hash_tag=hash_tag)
         self._pid = os.getpid()
 
     def __enter__(self) -> Self:

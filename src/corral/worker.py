@@ -44,7 +44,7 @@ from corral.errors import (
 from corral.isolation import ProcessPool, processor_target
 from corral.job import Job
 from corral.locks import LockRenewer
-from corral.options import check_int, check_queue_name, parse_duration
+from corral.options import check_hash_tag, check_int, check_queue_name, parse_duration
 from corral.policy import BackoffFunction, decide_after_failure
 from corral.processors import Processor, check_processors, is_async_callable, no_processor
 from corral.queue import Queue
@@ -94,8 +94,10 @@ class Worker:
         isolation: str = "thread",
         clock: Clock | None = None,
         backoff: BackoffFunction | None = None,
+        hash_tag: str | None = None,
     ) -> None:
         self.queue_name: str = check_queue_name(queue_name)
+        self.hash_tag = check_hash_tag(hash_tag)
         self._processors = check_processors(processor)
         self._url_given = url is not None
         self._url_error: InvalidOptionError | None = None
@@ -200,11 +202,15 @@ class Worker:
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
         self._backend = open_backend(self.url)
-        self._queue = Queue._sharing(self.queue_name, self.url, self._backend, self.clock)
+        self._queue = Queue._sharing(
+            self.queue_name, self.url, self._backend, self.clock, self.hash_tag
+        )
         self._queue._on_progress = functools.partial(self._emit, "progress")
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="corral-job")
         if self.isolation == "process":
-            self._pool = ProcessPool(self._targets, self.url, self.queue_name, self.concurrency)
+            self._pool = ProcessPool(
+                self._targets, self.url, self.queue_name, self.concurrency, self.hash_tag
+            )
         self._locks = LockRenewer(
             self._backend.lock_keeper(), self.queue_name, int(self.lock_duration * 1000),
             self.clock, asyncio.get_running_loop(),

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
 import corral
+from corral.backends.redis import RedisBackend
+from corral.backends.redis.keys import queue_keys
 from corral.testing import VirtualClock
 from tests.conftest import START
 from tests.redis_server import start_cluster, stop_redis
@@ -90,3 +94,59 @@ async def test_remove_and_counts(queue: corral.Queue) -> None:
     assert await queue.remove(job.id) is True
     assert await queue.get_job(job.id) is None
     assert (await queue.counts())["waiting"] == 0
+
+
+async def test_a_flow_across_queues_sharing_a_hash_tag(cluster_url: str) -> None:
+    clock = VirtualClock(START)
+    contracts = corral.Queue("contracts", url=cluster_url, clock=clock, hash_tag="deal")
+    messages = corral.Queue("messages", url=cluster_url, clock=clock, hash_tag="deal")
+    await contracts.obliterate(force=True)
+    await messages.obliterate(force=True)
+
+    async def send(job: corral.Job) -> int:
+        return int(job.data["i"]) * 10
+
+    async def close(job: corral.Job) -> dict[str, Any]:
+        return await job.children_values()
+
+    try:
+        parent = await contracts.add("contract", job_id="c", children=[
+            corral.JobSpec("message", {"i": i}, job_id=f"m{i}", queue="messages")
+            for i in range(3)
+        ])
+        assert (parent.state, parent.pending_children) == ("waiting-children", 3)
+        assert (await contracts.counts())["waiting-children"] == 1
+        assert (await messages.counts())["waiting"] == 3
+
+        sent = corral.Worker("messages", send, url=cluster_url, clock=clock, hash_tag="deal")
+        assert await sent.run(burst=True) == 3
+        assert (await parent.refresh()).state == "waiting"
+        assert parent.pending_children == 0
+
+        closer = corral.Worker("contracts", close, url=cluster_url, clock=clock, hash_tag="deal")
+        assert await closer.run(burst=True) == 1
+        await parent.refresh()
+        assert parent.state == "completed"
+        assert parent.return_value == {"messages:m0": 0, "messages:m1": 10, "messages:m2": 20}
+    finally:
+        await contracts.close()
+        await messages.close()
+
+
+async def test_a_flow_across_untagged_queues_in_other_slots_is_refused(
+    cluster_url: str,
+) -> None:
+    slot = {name: key_slot(queue_keys(name)["meta"].encode()) for name in ("orders", "mail")}
+    assert slot["orders"] != slot["mail"]
+    store = RedisBackend(cluster_url, {})
+    try:
+        store.check_flow(["orders", "orders"])  # one queue: one slot
+        with pytest.raises(corral.InvalidOptionError, match="same hash_tag="):
+            store.check_flow(["orders", "mail"])
+    finally:
+        await store.close()
+    async with corral.Queue("orders", url=cluster_url) as orders:
+        with pytest.raises(corral.InvalidOptionError, match="hash_tag="):
+            await orders.add("order", children=[corral.JobSpec("mail", queue="mail")])
+        assert await orders.get_job("nothing") is None
+        assert sum((await orders.counts()).values()) == 0

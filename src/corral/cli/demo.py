@@ -79,7 +79,7 @@ PROCESSORS = {"resize": resize, "email": send_email, "flaky": flaky, "doomed": d
 
 def demo_jobs() -> list[JobSpec]:
     """A few dozen jobs: immediate, delayed, flaky, doomed, and one with progress."""
-    retrying = {"attempts": 3, "backoff": Backoff.exponential(1)}
+    retrying: dict[str, Any] = {"attempts": 3, "backoff": Backoff.exponential(1)}
     return [
         *(JobSpec("resize", {"image": f"photo-{i}.jpg"}) for i in range(1, 21)),
         *(JobSpec("email", {"to": f"user{i}@example.com"}, delay=0.5 * i) for i in range(1, 11)),

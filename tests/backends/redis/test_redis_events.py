@@ -538,5 +538,5 @@ def test_scripts_that_record_read_the_level_once(name: str) -> None:
 
 def test_the_new_keys_come_last() -> None:
     parts = list(KEYS)
-    assert parts[-3:] == ["events", "metrics", "metric_minutes"]
+    assert parts[-4:] == ["events", "metrics", "metric_minutes", "deps"]
     assert set(source("obliterate").keys) == set(parts)

@@ -2,6 +2,9 @@
 
 Clients are made on first use, per process and event loop (a forked child or another
 loop gets its own), with the eviction-policy check before the first command.
+
+Every key comes from `RedisBackend.keys(queue)`, which places a queue by the hash tag it
+was given (`use_hash_tag`, or as recorded in the registry when `queue_names` read it).
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+from redis.crc import key_slot
 
 from corral.backends.base import (
     AddResult,
+    ChildRecord,
     EventRecord,
+    FlowJob,
     JobRecord,
     Limits,
     ListableState,
@@ -40,7 +46,13 @@ from corral.backends.redis.connection import (
     SyncClient,
     check_eviction_policy,
 )
-from corral.backends.redis.keys import REGISTRY, queue_keys
+from corral.backends.redis.keys import (
+    HASH_TAGS,
+    REGISTRY,
+    check_hash_tag,
+    queue_keys,
+    queue_prefix,
+)
 from corral.backends.redis.scripts import AsyncScripts, SyncScripts
 from corral.backends.redis.wake import MarkerWatch
 from corral.backends.sqlite.settle import STALLED_REASON
@@ -98,15 +110,15 @@ class _Session:
     def current(self, loop: asyncio.AbstractEventLoop) -> bool:
         return self.pid == os.getpid() and self.loop is loop
 
-    def watch(self, queue: str) -> MarkerWatch:
-        watch = self.watches.get(queue)
+    def watch(self, marker: str) -> MarkerWatch:
+        """The blocking pop of one queue's marker key."""
+        watch = self.watches.get(marker)
         if watch is None:
-            marker = queue_keys(queue)["marker"]
 
             async def hand_back() -> None:
                 await self.client.zadd(marker, {"1": 0})
 
-            watch = self.watches[queue] = MarkerWatch(self.blocking, marker, hand_back)
+            watch = self.watches[marker] = MarkerWatch(self.blocking, marker, hand_back)
         return watch
 
     async def close(self) -> None:
@@ -127,8 +139,9 @@ def _retire(session: _Session) -> None:
 class RedisLockKeeper:
     """Renews locks from the worker's lock thread, on a blocking client of its own."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keys: Callable[[str], dict[str, str]]) -> None:
         self._settings = settings
+        self._keys = keys
         self._lock = threading.Lock()
         self._client: SyncClient | None = None
         self._scripts: SyncScripts | None = None
@@ -145,7 +158,9 @@ class RedisLockKeeper:
             if self._scripts is None or self._pid != os.getpid():
                 self._client, self._pid = self._settings.sync_client(), os.getpid()
                 self._scripts = SyncScripts(self._client)
-            reply = self._scripts.run("extend_locks", queue, _now(now_ms), lock_ms, held)
+            reply = self._scripts.run(
+                "extend_locks", self._keys(queue), _now(now_ms), lock_ms, held
+            )
         return records.ids(orjson.loads(reply))
 
     def close(self) -> None:
@@ -165,7 +180,45 @@ class RedisBackend:
         self.settings = Settings.parse(url, params or {})
         self._session: _Session | None = None
         self._registered: set[str] = set()
+        self._tags: dict[str, str] = {}
         self._closed = False
+
+    # -- where queues live ----------------------------------------------------------------
+
+    def keys(self, queue: str) -> dict[str, str]:
+        """Each part's key for `queue`, placed by its hash tag: every key lookup goes
+        through here."""
+        return queue_keys(queue, self._tags.get(queue))
+
+    def prefix(self, queue: str) -> str:
+        """What every key of `queue` starts with."""
+        return queue_prefix(queue, self._tags.get(queue))
+
+    def use_hash_tag(self, queue: str, hash_tag: str | None) -> None:
+        """Place `queue`'s keys at `corral:{<hash_tag>}:<queue>:<part>`; queues sharing a
+        tag share a cluster slot. None changes nothing: a queue nobody gave a tag lives at
+        `corral:{<queue>}:<part>`, unless `queue_names` found a tag recorded for it (so a
+        dashboard or the CLI, which list the queues first, read a tagged queue's keys)."""
+        if hash_tag is None:
+            return
+        if self._tags.get(queue) != check_hash_tag(hash_tag):
+            self._tags[queue] = hash_tag
+            self._registered.discard(queue)  # record the tag with the next write
+
+    def check_flow(self, queues: Sequence[str]) -> None:
+        """On Redis Cluster, refuse queues whose keys are in other slots than the first's."""
+        if not self.settings.cluster or not queues:
+            return
+        root = queues[0]
+        slot = key_slot(self.keys(root)["meta"].encode())
+        apart = [q for q in queues if key_slot(self.keys(q)["meta"].encode()) != slot]
+        if apart:
+            names = ", ".join(repr(q) for q in dict.fromkeys([root, *apart]))
+            raise InvalidOptionError(
+                f"a flow cannot span queues {names} on Redis Cluster: their keys are in "
+                f"different cluster slots. Give those queues the same hash_tag= (on every "
+                f"Queue and Worker of them), e.g. hash_tag={root!r}"
+            )
 
     async def _ready(self) -> _Session:
         """This loop's session, checked against the server's eviction policy."""
@@ -187,13 +240,17 @@ class RedisBackend:
     async def _run(self, name: str, queue: str, *args: str | int | bytes) -> Any:
         with self.settings.translate():
             session = await self._ready()
-            return await session.scripts.run(name, queue, *args)
+            return await session.scripts.run(name, self.keys(queue), *args)
 
     async def _register(self, queue: str) -> None:
         # The registry lives in another slot than the queue, so no script can write it.
         if queue not in self._registered:
+            tag = self._tags.get(queue)
             with self.settings.translate():
-                await (await self._ready()).client.sadd(REGISTRY, queue)
+                client = (await self._ready()).client
+                await client.sadd(REGISTRY, queue)
+                if tag is not None:
+                    await client.hset(HASH_TAGS, queue, tag)
             self._registered.add(queue)
 
     async def ping(self) -> bool:
@@ -232,12 +289,58 @@ class RedisBackend:
         ]
         return AddResult(stored, now)
 
+    async def add_flow(
+        self, jobs: Sequence[FlowJob], config_versions: Mapping[str, int], now_ms: int | None
+    ) -> AddResult:
+        """Write a flow in one script call over every queue it spans: a root id still
+        stored returns that job alone; any other id still stored raises InvalidOptionError;
+        either way, or with a stale config, nothing is written."""
+        _check_flow_shape(jobs)
+        queues = list(dict.fromkeys(flow_job.queue for flow_job in jobs))
+        self.check_flow(queues)
+        missing = [queue for queue in queues if queue not in config_versions]
+        if missing:
+            raise InvalidOptionError(f"add_flow: no config version given for {missing}")
+        versions = orjson.dumps([config_versions[queue] for queue in queues])
+        encoded = records.encode_flow(jobs, queues, self.prefix)
+        with self.settings.translate():
+            session = await self._ready()
+            reply = await session.scripts.run_over(
+                "add_flow", [self.keys(queue) for queue in queues], _now(now_ms), versions,
+                encoded,
+            )
+        summary = orjson.loads(reply[0])
+        now = int(summary["now"])
+        if summary.get("stale"):
+            return AddResult([], now, stale_config=True)
+        taken = summary.get("taken")
+        if taken:
+            queue, job_id = taken
+            raise InvalidOptionError(
+                f"job id {job_id!r} is already stored in queue {queue!r}: a flow's jobs "
+                "other than its root must be new (nothing was added)"
+            )
+        for queue in queues:
+            await self._register(queue)
+        stored = [
+            (records.to_record(reply[i + 1], reply[i + 2], reply[i + 3]), bool(reply[i]))
+            for i in range(1, len(reply), 4)
+        ]
+        return AddResult(stored, now)
+
+    async def dependencies(self, queue: str, job_id: str) -> list[ChildRecord] | None:
+        """A parent's children in the order they were added (None: no such job)."""
+        reply = await self._run("dependencies", queue, job_id)
+        if not reply:
+            return None
+        return [records.child(raw) for raw in reply[1:]]
+
     async def get_config(self, queue: str) -> StoredConfig:
         """The queue's stored settings."""
         with self.settings.translate():
             client = (await self._ready()).client
             config, version = await client.hmget(
-                queue_keys(queue)["meta"], ["config", "config_version"]
+                self.keys(queue)["meta"], ["config", "config_version"]
             )
         return StoredConfig(None if config is None else records.text(config), int(version or 0))
 
@@ -291,12 +394,12 @@ class RedisBackend:
 
     def lock_keeper(self) -> RedisLockKeeper:
         """A blocking handle, with its own connection, for the thread that renews locks."""
-        return RedisLockKeeper(self.settings)
+        return RedisLockKeeper(self.settings, self.keys)
 
     async def wait_for_change(self, queue: str, timeout: float) -> None:
         """Block in Redis until work may have arrived, or for `timeout` real seconds."""
         with self.settings.translate():
-            await (await self._ready()).watch(queue).wait(timeout)
+            await (await self._ready()).watch(self.keys(queue)["marker"]).wait(timeout)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -360,7 +463,7 @@ class RedisBackend:
     async def get_logs(self, queue: str, job_id: str) -> list[str]:
         """A job's log lines, oldest first."""
         with self.settings.translate():
-            raw = await (await self._ready()).client.hget(queue_keys(queue)["logs"], job_id)
+            raw = await (await self._ready()).client.hget(self.keys(queue)["logs"], job_id)
         return [] if raw is None else records.ids(orjson.loads(raw))
 
     # -- the queue ------------------------------------------------------------------------
@@ -373,7 +476,7 @@ class RedisBackend:
     async def is_paused(self, queue: str) -> bool:
         """Whether the queue is paused."""
         with self.settings.translate():
-            flag = await (await self._ready()).client.hget(queue_keys(queue)["meta"], "paused")
+            flag = await (await self._ready()).client.hget(self.keys(queue)["meta"], "paused")
         return flag == b"1"
 
     async def clean(
@@ -397,13 +500,21 @@ class RedisBackend:
                 f"queue {queue!r} has {active} active job(s): use force=True to obliterate it"
             )
         with self.settings.translate():
-            await (await self._ready()).client.srem(REGISTRY, queue)
+            client = (await self._ready()).client
+            await client.srem(REGISTRY, queue)
+            await client.hdel(HASH_TAGS, queue)
         self._registered.discard(queue)
 
     async def queue_names(self) -> list[str]:
-        """Every queue that has been used in this Redis."""
+        """Every queue that has been used in this Redis. The hash tags recorded with them
+        place the queues this backend was not told about, so that what lists the queues
+        then reads the right keys."""
         with self.settings.translate():
-            names = await (await self._ready()).client.smembers(REGISTRY)
+            client = (await self._ready()).client
+            names = await client.smembers(REGISTRY)
+            tags = await client.hgetall(HASH_TAGS)
+        for queue, tag in tags.items():
+            self._tags.setdefault(records.text(queue), records.text(tag))
         return sorted(records.text(name) for name in names)
 
     async def time_ms(self) -> int:
@@ -432,7 +543,7 @@ class RedisBackend:
         """Every schedule of the queue, by id."""
         with self.settings.translate():
             client = (await self._ready()).client
-            stored = await client.hgetall(queue_keys(queue)["schedules"])
+            stored = await client.hgetall(self.keys(queue)["schedules"])
         return sorted(
             (records.schedule(key, raw) for key, raw in stored.items()),
             key=lambda schedule: schedule.id,
@@ -462,7 +573,9 @@ class RedisBackend:
     async def last_event_id(self, queue: str) -> str:
         """The id of the newest event kept ("0" when there is none)."""
         with self.settings.translate():
-            return await event_reads.last_event_id((await self._ready()).client, queue)
+            return await event_reads.last_event_id(
+                (await self._ready()).client, self.keys(queue)
+            )
 
     async def read_events(
         self, queue: str, after_id: str, count: int, block_ms: int
@@ -472,7 +585,7 @@ class RedisBackend:
         with self.settings.translate():
             session = await self._ready()
             return await event_reads.read_events(
-                session.client, session.blocking, queue, after_id, count, block_ms
+                session.client, session.blocking, self.keys(queue), after_id, count, block_ms
             )
 
     async def metrics(self, queue: str, since_ms: int, until_ms: int) -> list[MinuteMetrics]:
@@ -480,7 +593,7 @@ class RedisBackend:
         [since_ms, until_ms] (minutes with nothing finished are left out); kept 7+ days."""
         with self.settings.translate():
             client = (await self._ready()).client
-            return await event_reads.minute_metrics(client, queue, since_ms, until_ms)
+            return await event_reads.minute_metrics(client, self.keys(queue), since_ms, until_ms)
 
     # -- the worker registry ----------------------------------------------------------------
 
@@ -505,3 +618,36 @@ class RedisBackend:
                 started_at=int(stored["started_at"]), heartbeat_at=int(stored["heartbeat_at"]),
             ))
         return found
+
+
+def _check_flow_shape(jobs: Sequence[FlowJob]) -> None:
+    """Refuse a flow whose parents do not come before their children, or do not wait for
+    exactly the children given (they would wait forever)."""
+    if not jobs:
+        raise InvalidOptionError("a flow needs at least its root job")
+    if jobs[0].job.parent is not None:
+        raise InvalidOptionError("the root of a flow has no parent")
+    expected: dict[tuple[str, str], int] = {}
+    given: dict[tuple[str, str], int] = {}
+    for flow_job in jobs:
+        job = flow_job.job
+        key = (flow_job.queue, job.id)
+        if key in expected:
+            raise InvalidOptionError(
+                f"job id {job.id!r} appears twice in the flow in queue {flow_job.queue!r}"
+            )
+        expected[key] = job.children
+        if job.parent is not None:
+            parent = (job.parent.queue, job.parent.id)
+            if parent not in expected:
+                raise InvalidOptionError(
+                    f"job {job.id!r} names parent {job.parent.queue}:{job.parent.id}, which "
+                    "does not come before it in the flow"
+                )
+            given[parent] = given.get(parent, 0) + 1
+    for (queue, job_id), count in expected.items():
+        if given.get((queue, job_id), 0) != count:
+            raise InvalidOptionError(
+                f"job {queue}:{job_id} waits for {count} children but the flow gives it "
+                f"{given.get((queue, job_id), 0)}"
+            )

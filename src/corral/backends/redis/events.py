@@ -17,7 +17,6 @@ import orjson
 
 from corral.backends.base import EventRecord, MinuteMetrics
 from corral.backends.redis.connection import MAX_BLOCK_SECONDS, AsyncClient
-from corral.backends.redis.keys import queue_keys
 from corral.backends.redis.records import text
 from corral.clock import monotonic
 from corral.errors import InvalidOptionError
@@ -61,22 +60,22 @@ def _entries(reply: Any) -> list[EventRecord]:
     return [to_event(entry_id, fields) for entries in streams for entry_id, fields in entries]
 
 
-async def last_event_id(client: AsyncClient, queue: str) -> str:
-    """The id of the newest event kept ("0" when there is none)."""
-    newest: Any = await client.xrevrange(queue_keys(queue)["events"], count=1)
+async def last_event_id(client: AsyncClient, keys: Mapping[str, str]) -> str:
+    """The id of the newest event kept in the queue whose keys these are ("0": none)."""
+    newest: Any = await client.xrevrange(keys["events"], count=1)
     return text(newest[0][0]) if newest else "0"
 
 
 async def read_events(
-    client: AsyncClient, blocking: AsyncClient, queue: str, after_id: str, count: int,
-    block_ms: int,
+    client: AsyncClient, blocking: AsyncClient, keys: Mapping[str, str], after_id: str,
+    count: int, block_ms: int,
 ) -> list[EventRecord]:
-    """Up to `count` events after `after_id`, oldest first, waiting up to `block_ms` real
-    ms (on `blocking`) for one when there is none yet."""
+    """Up to `count` events of the queue whose keys these are after `after_id`, oldest
+    first, waiting up to `block_ms` real ms (on `blocking`) for one when there is none yet."""
     after = check_id(after_id)
     if count <= 0:
         return []
-    streams: dict[Any, Any] = {queue_keys(queue)["events"]: after}
+    streams: dict[Any, Any] = {keys["events"]: after}
     if block_ms <= 0:
         return _entries(await client.xread(streams, count=count))
     deadline = monotonic() + block_ms / 1000
@@ -89,11 +88,11 @@ async def read_events(
 
 
 async def minute_metrics(
-    client: AsyncClient, queue: str, since_ms: int, until_ms: int
+    client: AsyncClient, keys: Mapping[str, str], since_ms: int, until_ms: int
 ) -> list[MinuteMetrics]:
-    """The minutes starting within [since_ms, until_ms] in which jobs finished, oldest
-    first (a minute dropped between the two reads is left out)."""
-    keys = queue_keys(queue)
+    """The minutes starting within [since_ms, until_ms] in which jobs of the queue whose
+    keys these are finished, oldest first (a minute dropped between the two reads is left
+    out)."""
     minutes: Any = await client.zrangebyscore(keys["metric_minutes"], since_ms, until_ms)
     if not minutes:
         return []

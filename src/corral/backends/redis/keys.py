@@ -1,13 +1,19 @@
 """Where a queue lives in Redis: `corral:{<queue>}:<part>`, one cluster slot per queue.
 
-Every key a script touches is one of these parts of one queue, passed in KEYS; the
-registry of queue names is the one key outside any queue's slot.
+A queue given a hash tag lives at `corral:{<tag>}:<queue>:<part>` instead, so queues that
+share a tag share a slot (one script can then span them: a flow across queues on Redis
+Cluster). Every key a script touches is one of these parts of a queue, passed in KEYS,
+except the parts of a flow child's parent, which the scripts build from the parent queue's
+prefix stored in the child (same slot by construction). The registry of queue names and
+their tags are the only keys outside any queue's slot.
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Final
+
+from corral.errors import InvalidOptionError
 
 PARTS: Final = (
     "meta",  # hash: paused, hold_until, config, config_version, seq, lseq, n, fseq, turn,
@@ -41,15 +47,36 @@ PARTS: Final = (
     "events",  # stream, capped near 10,000 entries: type, job, data (JSON text), at (ms)
     "metrics",  # hash: minute (epoch ms) -> JSON {completed, failed, ptot, pmax, wtot, wmax}
     "metric_minutes",  # sorted set: the minutes of `metrics` by time
+    # Flows: see `_flows.lua`.
+    "deps",  # hash: "<parent id>\0<n>" -> JSON {q, id, s, rv, fr}, a parent's n-th child
 )
 """Every part of a queue's key space."""
 
 REGISTRY: Final = "corral:queues"
 """The set of every queue name used in this Redis (in its own slot)."""
+HASH_TAGS: Final = "corral:hash_tags"
+"""Hash: queue name -> its hash tag, for the queues registered with one."""
+
+
+def check_hash_tag(tag: str) -> str:
+    """A hash tag as keys take it: non-empty, printable, without braces."""
+    if not isinstance(tag, str) or not tag or not tag.isprintable() or "{" in tag or "}" in tag:
+        raise InvalidOptionError(
+            f"hash_tag {tag!r} must be non-empty printable text without '{{' or '}}'"
+        )
+    return tag
+
+
+def queue_prefix(queue: str, hash_tag: str | None = None) -> str:
+    """What every key of the queue starts with: `corral:{<queue>}:`, or with a hash tag
+    `corral:{<tag>}:<queue>:`."""
+    if hash_tag is None:
+        return f"corral:{{{queue}}}:"
+    return f"corral:{{{hash_tag}}}:{queue}:"
 
 
 @functools.lru_cache(maxsize=1024)
 def queue_keys(queue: str, hash_tag: str | None = None) -> dict[str, str]:
     """Each part's key for one queue; `hash_tag` (default: the queue name) picks the slot."""
-    tag = queue if hash_tag is None else hash_tag
-    return {part: f"corral:{{{tag}}}:{part}" for part in PARTS}
+    prefix = queue_prefix(queue, hash_tag)
+    return {part: prefix + part for part in PARTS}

@@ -3,24 +3,31 @@
 A job is stored as one JSON record (encoded by Lua's cjson) in the queue's `jobs` hash,
 with its data in the `data` hash. Data, options, progress and return values stay JSON
 *text* inside the record, so cjson never re-encodes a user's numbers.
+
+Flows (see `lua/_flows.lua`): a child's record holds `parent` {q, id, p, n, ig} (the
+parent's queue, id and key prefix, the child's place among its children, and ig: its
+failure is ignored); a parent's holds `kids` (children added) and `pending`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import orjson
 
 from corral.backends.base import (
+    ChildRecord,
     Claimed,
     Complete,
     DedupeRule,
     Fail,
+    FlowJob,
     JobRecord,
     Limits,
     NewJob,
     Outcome,
+    ParentRef,
     Release,
     Retention,
     RetryLater,
@@ -46,10 +53,17 @@ def ids(value: Any) -> list[str]:
 _STATES: Final = {state.value: state for state in JobState}
 
 
+def _parent(ref: Any) -> ParentRef | None:
+    if not isinstance(ref, dict):
+        return None
+    return ParentRef(ref["q"], ref["id"], bool(ref.get("ig")))
+
+
 def to_record(job_id: bytes | str, raw: bytes | str, data: bytes | str | None) -> JobRecord:
     """A record from its stored JSON and data."""
     rec = orjson.loads(raw)
     get = rec.get
+    parent = get("parent")
     # Positional, in JobRecord's field order: this runs for every job claimed.
     return JobRecord(
         text(job_id), rec["name"], "null" if data is None else text(data), rec["options"],
@@ -57,6 +71,15 @@ def to_record(job_id: bytes | str, raw: bytes | str, data: bytes | str | None) -
         get("stalled_count", 0), get("progress"), get("return_value"), get("failed_reason"),
         get("stacktrace"), rec["created_at"], get("processed_at"), get("finished_at"),
         get("run_at"), tuple(ids(get("tags"))), get("group"), get("lock_token"),
+        None if parent is None else _parent(parent), get("pending", 0),
+    )
+
+
+def child(raw: bytes | str) -> ChildRecord:
+    """A parent's record of one child, from its stored JSON {q, id, s, rv, fr}."""
+    stored = orjson.loads(raw)
+    return ChildRecord(
+        stored["q"], stored["id"], stored["s"], stored.get("rv"), stored.get("fr")
     )
 
 
@@ -107,6 +130,37 @@ def _new_job(job: NewJob) -> dict[str, Any]:
 def encode_jobs(jobs: Sequence[NewJob]) -> bytes:
     """The `jobs` argument of add.lua."""
     return orjson.dumps([_new_job(job) for job in jobs])
+
+
+def encode_flow(
+    jobs: Sequence[FlowJob], blocks: Sequence[str], prefix_of: Callable[[str], str]
+) -> bytes:
+    """The `jobs` argument of add_flow.lua: each job with its queue (name and block of
+    KEYS), its parent ref (with the parent queue's key prefix and the child's place among
+    its children) and its number of children. `blocks`: the queues in KEYS order."""
+    block = {queue: index for index, queue in enumerate(blocks, 1)}  # Lua counts from 1
+    places: dict[tuple[str, str], int] = {}
+    encoded = []
+    for flow_job in jobs:
+        job = flow_job.job
+        item = _new_job(job)
+        item.pop("dedupe", None)
+        item["queue"] = flow_job.queue
+        item["b"] = block[flow_job.queue]
+        if job.children:
+            item["kids"] = job.children
+        if job.parent is not None:
+            ref = job.parent
+            place = places[ref.queue, ref.id] = places.get((ref.queue, ref.id), 0) + 1
+            parent: dict[str, Any] = {
+                "q": ref.queue, "id": ref.id, "p": prefix_of(ref.queue), "n": place,
+            }
+            if ref.ignore_failure:
+                parent["ig"] = True
+            item["parent"] = parent
+            item["pb"] = block[ref.queue]
+        encoded.append(item)
+    return orjson.dumps(encoded)
 
 
 def encode_job(job: NewJob) -> bytes:

@@ -2,7 +2,8 @@
 
 Each `lua/<name>.lua` opens with a header naming every `KEYS[i]` (a part of the queue's
 key space, see `keys.PARTS`) and `ARGV[i]`. The loader takes the key order from that
-header, so Python never lists a script's keys a second time. `lua/_<name>.lua` files are
+header, so Python never lists a script's keys a second time. A script over several queues
+(add_flow) takes that block of keys once per queue, one after the other. `lua/_<name>.lua` files are
 helpers, pasted where a script says `--- @include "_<name>"`.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Protocol
 
-from corral.backends.redis.keys import PARTS, queue_keys
+from corral.backends.redis.keys import PARTS
 
 _INCLUDE: Final = re.compile(r'^--- @include "(_\w+)"$', re.MULTILINE)
 _KEYS: Final = re.compile(r"^\s*KEYS\[(\d+)\]\s+([\w-]+)", re.MULTILINE)
@@ -33,10 +34,10 @@ class Source:
     keys: tuple[str, ...]
     argv: tuple[str, ...]
 
-    def key_names(self, queue: str) -> list[str]:
-        """The KEYS of a call on `queue`, in the header's order."""
-        keys = queue_keys(queue)
-        return [keys[part] for part in self.keys]
+    def key_names(self, *queues: Mapping[str, str]) -> list[str]:
+        """The KEYS of a call on these queues (each its part -> key map), in the header's
+        order, one block per queue."""
+        return [keys[part] for keys in queues for part in self.keys]
 
 
 def _read(file: str) -> str:
@@ -98,14 +99,19 @@ class AsyncScripts:
         self._client = client
         self._loaded: dict[str, _AsyncScript] = {}
 
-    async def run(self, name: str, queue: str, *args: Arg) -> Any:
-        """Run transition `name` on `queue` (EVALSHA, loading the script when Redis lacks it)."""
+    async def run(self, name: str, keys: Mapping[str, str], *args: Arg) -> Any:
+        """Run transition `name` on the queue whose keys these are (EVALSHA, loading the
+        script when Redis lacks it)."""
+        return await self.run_over(name, [keys], *args)
+
+    async def run_over(self, name: str, queues: Sequence[Mapping[str, str]], *args: Arg) -> Any:
+        """Run transition `name` over several queues' keys (a block of KEYS each)."""
         script = self._loaded.get(name)
         src = source(name)
         if script is None:
             script = self._loaded[name] = self._client.register_script(src.text)
         _check_args(src, args)
-        return await script(keys=src.key_names(queue), args=args)
+        return await script(keys=src.key_names(*queues), args=args)
 
 
 class SyncScripts:
@@ -115,11 +121,11 @@ class SyncScripts:
         self._client = client
         self._loaded: dict[str, _SyncScript] = {}
 
-    def run(self, name: str, queue: str, *args: Arg) -> Any:
-        """Run transition `name` on `queue`."""
+    def run(self, name: str, keys: Mapping[str, str], *args: Arg) -> Any:
+        """Run transition `name` on the queue whose keys these are."""
         script = self._loaded.get(name)
         src = source(name)
         if script is None:
             script = self._loaded[name] = self._client.register_script(src.text)
         _check_args(src, args)
-        return script(keys=src.key_names(queue), args=args)
+        return script(keys=src.key_names(keys), args=args)

@@ -18,7 +18,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 from corral import clock
 from corral.backends.base import (
     AddResult,
+    ChildRecord,
     EventRecord,
+    FlowJob,
     JobRecord,
     Limits,
     ListableState,
@@ -32,6 +34,7 @@ from corral.backends.base import (
     WorkerRecord,
 )
 from corral.backends.sqlite import events as event_ops
+from corral.backends.sqlite import flows as flow_ops
 from corral.backends.sqlite import jobs as job_ops
 from corral.backends.sqlite import metrics as metric_ops
 from corral.backends.sqlite import notify
@@ -140,6 +143,24 @@ class SqliteBackend:
     ) -> AddResult:
         """Write all jobs in one transaction; an id still stored returns that job unchanged."""
         return await self._call(job_ops.add, queue, jobs, config_version, now_ms)
+
+    async def add_flow(
+        self, jobs: Sequence[FlowJob], config_versions: Mapping[str, int], now_ms: int | None
+    ) -> AddResult:
+        """Write a flow in one transaction, its queues' config versions checked: a root id
+        still stored returns that job alone and writes nothing; any other id still stored
+        raises InvalidOptionError and writes nothing."""
+        return await self._call(flow_ops.add_flow, jobs, config_versions, now_ms)
+
+    async def dependencies(self, queue: str, job_id: str) -> list[ChildRecord] | None:
+        """A parent's children in the order they were added (None: no such job)."""
+        return await self._call(flow_ops.dependencies, queue, job_id)
+
+    def check_flow(self, queues: Sequence[str]) -> None:
+        """Nothing to check: one transaction spans every queue of the file."""
+
+    def use_hash_tag(self, queue: str, hash_tag: str | None) -> None:
+        """Ignored: hash tags place Redis keys, and SQLite has one file."""
 
     async def get_config(self, queue: str) -> StoredConfig:
         """The queue's stored settings."""

@@ -9,6 +9,7 @@ from typing import Final
 from corral.backends.base import AddResult, DedupeRule, JobRecord, ListableState, NewJob
 from corral.backends.sqlite.events import Recorder, embed, encode, record_jobs, recorder
 from corral.backends.sqlite.rows import (
+    DELETED,
     JOB_COLUMNS,
     WAITING_PARTS,
     allocate_seq,
@@ -28,8 +29,9 @@ _INSERT_JOB: Final = """
     INSERT INTO jobs (
         queue, id, name, data, options, state, priority, lifo, seq, run_at, created_at,
         tags, grp, keep_completed_count, keep_completed_age_ms,
-        keep_failed_count, keep_failed_age_ms
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        keep_failed_count, keep_failed_age_ms,
+        parent_queue, parent_id, parent_ignore_failure, pending_children
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (queue, id) DO NOTHING
 """
 _LIST: Final[dict[str, str]] = {
@@ -139,8 +141,11 @@ def insert_jobs(
 
 
 def _record_added(events: Recorder, record: JobRecord, now: int) -> None:
-    """The events of a job just created: `added`, then where it went (level "all")."""
-    if record.state == JobState.DELAYED:
+    """The events of a job just created: `added`, then where it went (level "all"; a
+    parent waiting for its children records no more)."""
+    if record.state == JobState.WAITING_CHILDREN:
+        events.final("added", record.id, encode({"name": record.name}))
+    elif record.state == JobState.DELAYED:
         assert record.run_at is not None
         added = {"name": record.name, "delay_ms": record.run_at - now}
         events.final("added", record.id, encode(added))
@@ -220,6 +225,10 @@ def _insert(
 ) -> JobRecord | None:
     run_at = _run_at(job, now)
     state = JobState.DELAYED if run_at is not None and run_at > now else JobState.WAITING
+    if job.children > 0:
+        state = JobState.WAITING_CHILDREN  # its run_at counts once its children are done
+    pending = job.children if job.children > 0 else None
+    parent = job.parent
     tags = encode_tags(job.tags)
     cursor = conn.execute(
         _INSERT_JOB,
@@ -228,6 +237,8 @@ def _insert(
             job.lifo, seq, run_at, now, tags, job.group,
             job.keep_completed.count, job.keep_completed.age_ms,
             job.keep_failed.count, job.keep_failed.age_ms,
+            None if parent is None else parent.queue, None if parent is None else parent.id,
+            parent is not None and parent.ignore_failure, pending,
         ),
     )
     if cursor.rowcount == 0:
@@ -242,7 +253,7 @@ def _insert(
         priority=job.priority, attempts_made=0, stalled_count=0, progress=None,
         return_value=None, failed_reason=None, stacktrace=None, created_at=now,
         processed_at=None, finished_at=None, run_at=run_at, tags=tuple(job.tags),
-        group=job.group,
+        group=job.group, parent=parent, pending_children=pending or 0,
     )
 
 
@@ -289,10 +300,10 @@ def remove(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
 @write
 def remove_tagged(conn: sqlite3.Connection, queue: str, tag: str) -> int:
     """Remove the waiting and delayed jobs carrying `tag`; return how many."""
-    sql = """
+    sql = f"""
         DELETE FROM jobs WHERE queue = ?1 AND state IN ('waiting', 'delayed') AND id IN (
             SELECT job_id FROM job_tags WHERE queue = ?1 AND tag = ?2
-        ) RETURNING id, tags
+        ) RETURNING {DELETED}
     """
     removed = delete_returning(conn, queue, sql, (queue, tag))
     record_jobs(conn, queue, "removed", removed)

@@ -38,7 +38,8 @@ UNGROUPED: Final = ""
 
 _QUEUE_ROW: Final = """
     SELECT paused, hold_until, rate_limit, rate_per_ms, concurrency,
-        group_rate_limit, group_rate_per_ms, group_concurrency, group_turn, events
+        group_rate_limit, group_rate_per_ms, group_concurrency, group_turn, events,
+        flow_children
     FROM queues WHERE name = ?
 """
 _SET_LIMITS: Final = """
@@ -149,6 +150,8 @@ class QueueRow:
     """The last value of the round-robin counter handed to a group."""
     events: str = "final"
     """Which events the queue's transitions record (see `events`)."""
+    flow_children: bool = False
+    """Whether a flow ever put a child in the queue (see `flows`)."""
 
     @property
     def limited(self) -> bool:
@@ -165,7 +168,7 @@ def queue_row(conn: sqlite3.Connection, queue: str) -> QueueRow:
         rate_limit=row[2], rate_per_ms=row[3], concurrency=row[4],
         group_rate_limit=row[5], group_rate_per_ms=row[6], group_concurrency=row[7],
     )
-    return QueueRow(bool(row[0]), int(row[1]), limits, int(row[8]), str(row[9]))
+    return QueueRow(bool(row[0]), int(row[1]), limits, int(row[8]), str(row[9]), bool(row[10]))
 
 
 def store_limits(conn: sqlite3.Connection, queue: str, limits: Limits) -> None:

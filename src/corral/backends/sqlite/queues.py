@@ -9,7 +9,7 @@ from corral.backends.base import Limits, ListableState, StoredConfig
 from corral.backends.sqlite.events import record_jobs
 from corral.backends.sqlite.jobs import RESET_FOR_RETRY
 from corral.backends.sqlite.limits import store_limits
-from corral.backends.sqlite.rows import delete_returning, to_waiting
+from corral.backends.sqlite.rows import DELETED, delete_returning, to_waiting
 from corral.backends.sqlite.store import read, resolve_now, write
 from corral.errors import InvalidOptionError, JobLockedError
 
@@ -19,7 +19,7 @@ _CLEAN: Final[dict[str, str]] = {
         DELETE FROM jobs WHERE rowid IN (
             SELECT rowid FROM jobs WHERE queue = ? AND state = '{state}' AND {column} <= ?
             ORDER BY {column} LIMIT ?
-        ) RETURNING id, tags
+        ) RETURNING {DELETED}
     """
     for state, column in {
         "waiting": "created_at",
@@ -29,6 +29,12 @@ _CLEAN: Final[dict[str, str]] = {
         "failed": "finished_at",
     }.items()
 }
+
+
+_FLOW_JOBS: Final = f"""
+    DELETE FROM jobs WHERE queue = ? AND (parent_id IS NOT NULL OR pending_children IS NOT NULL)
+    RETURNING {DELETED}
+"""
 
 
 @read
@@ -110,7 +116,7 @@ def clean(
         raise InvalidOptionError(f"cannot clean {state!r} jobs: workers hold them")
     now = resolve_now(now_ms)
     params = (queue, now - grace_ms, limit if limit > 0 else -1)
-    removed = delete_returning(conn, queue, sql, params)
+    removed = delete_returning(conn, queue, sql, params, now)
     record_jobs(conn, queue, "removed", removed, now)
     return removed
 
@@ -119,7 +125,7 @@ def clean(
 def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
     """Remove every waiting job, and the delayed ones when asked; return how many."""
     states = "('waiting', 'delayed')" if delayed else "('waiting')"
-    sql = f"DELETE FROM jobs WHERE queue = ? AND state IN {states} RETURNING id, tags"
+    sql = f"DELETE FROM jobs WHERE queue = ? AND state IN {states} RETURNING {DELETED}"
     removed = delete_returning(conn, queue, sql, (queue,))
     record_jobs(conn, queue, "removed", removed)
     return len(removed)
@@ -129,7 +135,10 @@ def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
 def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
     """Remove the queue and all its jobs, tags, logs, schedules, rate-limit starts, group
     turns, dedupe keys, events and metrics. The last event id is kept (`events`), so a
-    queue used again goes on numbering its events from there."""
+    queue used again goes on numbering its events from there.
+
+    Its jobs of flows go first, as any removal of them does: parents with their child
+    records, children from their parents' counts (parents in other queues go on)."""
     if not force:
         active = conn.execute(
             "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
@@ -138,6 +147,7 @@ def obliterate(conn: sqlite3.Connection, queue: str, force: bool) -> None:
             raise JobLockedError(
                 f"queue {queue!r} has {active} active job(s): use force=True to obliterate it"
             )
+    delete_returning(conn, queue, _FLOW_JOBS, (queue,))
     for sql in (
         "DELETE FROM jobs WHERE queue = ?",
         "DELETE FROM job_tags WHERE queue = ?",

@@ -6,7 +6,8 @@ touch only the rows of that state. Waiting jobs are indexed by group first (for
 fair claiming), so queries of waiting jobs in claim order name `grp IS NULL` or
 `grp IS NOT NULL` (`rows.WAITING_PARTS`).
 Schedules are indexed by their next tick, job starts (kept while a rate limit is
-set) by time, events by queue and id, metrics by queue and minute.
+set) by time, events by queue and id, metrics by queue and minute. A flow's child
+records are keyed by their parent (in the flow's order) and indexed by the child.
 
 A file at an older version is upgraded in place by the migrations it lacks.
 """
@@ -195,6 +196,34 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (queue, minute)
         ) WITHOUT ROWID
         """,
+    ),
+    (  # 6: flows: each job's parent, each parent's pending count and child records
+        "ALTER TABLE jobs ADD COLUMN parent_queue TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_ignore_failure INTEGER NOT NULL DEFAULT 0",
+        # Children not yet completed, failed or removed; NULL for a job that is no parent,
+        # so that deleting a job tells from its own row whether it has child records.
+        "ALTER TABLE jobs ADD COLUMN pending_children INTEGER",
+        # Set once a flow put a child in the queue: only then does settling read the
+        # parents of the jobs it finished, so queues without flows pay nothing.
+        "ALTER TABLE queues ADD COLUMN flow_children INTEGER NOT NULL DEFAULT 0",
+        # One row per child as its parent sees it, in the order the flow listed them;
+        # kept after the child itself is removed, deleted with the parent.
+        """
+        CREATE TABLE job_children (
+            parent_queue TEXT NOT NULL,
+            parent_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            child_queue TEXT NOT NULL,
+            child_id TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            return_value TEXT,
+            failed_reason TEXT,
+            PRIMARY KEY (parent_queue, parent_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE UNIQUE INDEX job_children_child"
+        " ON job_children (child_queue, child_id, parent_queue, parent_id)",
     ),
 )
 

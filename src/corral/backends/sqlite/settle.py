@@ -2,7 +2,8 @@
 jobs, renew locks. Every move out of `active` checks the job's lock token.
 
 Settling and recovering record their events (`events.Recorder`) and add the jobs they
-finish to the minute's metrics (`metrics`), in their own transaction."""
+finish to the minute's metrics (`metrics`), in their own transaction; the jobs they end
+that are children of a flow move their parents in it too (`flows`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from corral.backends.base import (
     Complete,
     Fail,
     Outcome,
+    ParentRef,
     RecoverResult,
     Release,
     RetryLater,
     SettleResult,
 )
 from corral.backends.sqlite.events import Recorder, embed, encode, recorder
+from corral.backends.sqlite.flows import Cascade, end_children
 from corral.backends.sqlite.limits import any_waiting, claim_jobs, claimable, queue_row
 from corral.backends.sqlite.metrics import DUE_AT, Tally, add_finished
 from corral.backends.sqlite.rows import Finisher, to_waiting
@@ -72,7 +75,9 @@ _DUE: Final = """
     ORDER BY run_at, rowid
 """
 _LAPSED: Final = f"""
-    SELECT rowid, id, stalled_count, attempts_made, processed_at, {DUE_AT} FROM jobs
+    SELECT rowid, id, stalled_count, attempts_made, processed_at, {DUE_AT},
+        parent_queue, parent_id, parent_ignore_failure
+    FROM jobs
     WHERE queue = ? AND state = 'active' AND lock_until < ? ORDER BY lock_until
 """
 _STALLED_BACK: Final = """
@@ -167,7 +172,7 @@ def _settle(
     row = queue_row(conn, queue)
     hold_until = row.hold_until
     events = Recorder(row.events)
-    batch = _Batch(conn, queue, now)
+    batch = _Batch(conn, queue, now, row.flow_children)
     refused: list[str] = []
     hold = hold_until
     for outcome in outcomes:
@@ -200,10 +205,12 @@ class _Batch:
     """Applies a settle's outcomes, then what follows from those applied: their metrics,
     their events and retention."""
 
-    def __init__(self, conn: sqlite3.Connection, queue: str, now: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, queue: str, now: int, flows: bool) -> None:
         self.conn = conn
         self.queue = queue
         self.now = now
+        self.flows = flows
+        """Whether the queue may hold children of flows, whose parents must hear of them."""
         self.finisher = Finisher(conn, queue, now)
         self.applied: list[Outcome] = []
         self.finished: list[str] = []
@@ -246,10 +253,13 @@ class _Batch:
 
     def record(self, events: Recorder) -> None:
         """Add the finished jobs to the metrics, record the events of the outcomes applied,
-        in order, then apply retention (which may remove the jobs just read)."""
+        in order, move the parents of those that are children, then apply retention (which
+        may remove the jobs just read)."""
         add_finished(self.conn, self.queue, self.now, self.finished)
         if events.on:
             self._events(events)
+        if self.flows and self.finished:
+            end_children(self.conn, self.queue, self.now, self.applied, events, self.finisher)
         self.finisher.apply()
 
     def _events(self, events: Recorder) -> None:
@@ -297,7 +307,8 @@ def recover_stalled(
     conn: sqlite3.Connection, queue: str, max_stalled_count: int, now_ms: int | None
 ) -> RecoverResult:
     """Hand back active jobs whose lock lapsed; fail those stalled too often (they count
-    as failed in the metrics). Each records `stalled`; those failed, `failed` too."""
+    as failed in the metrics, and move their parents as settle's failures do). Each
+    records `stalled`; those failed, `failed` too."""
     now = resolve_now(now_ms)
     result = RecoverResult()
     finisher = Finisher(conn, queue, now)
@@ -305,8 +316,9 @@ def recover_stalled(
     tally = Tally(now)
     back: list[tuple[int]] = []
     out: list[tuple[int, str, int]] = []
+    children: list[tuple[str, ParentRef]] = []
     lapsed = conn.execute(_LAPSED, (queue, now)).fetchall()
-    for rowid, job_id, stalled, attempts, processed_at, due_at in lapsed:
+    for rowid, job_id, stalled, attempts, processed_at, due_at, *parent in lapsed:
         if events.on:
             events.final("stalled", job_id, encode({"stalled_count": stalled + 1}))
         if stalled + 1 > max_stalled_count:
@@ -317,12 +329,19 @@ def recover_stalled(
             if events.on:
                 reason = {"reason": STALLED_REASON, "attempts_made": attempts}
                 events.final("failed", job_id, encode(reason))
+            if parent[0] is not None:
+                children.append((job_id, ParentRef(parent[0], parent[1], bool(parent[2]))))
         else:
             back.append((rowid,))
             result.recovered.append(job_id)
             events.detail("waiting", job_id)
     conn.executemany(_STALLED_BACK, back)
     conn.executemany(_STALLED_OUT, out)
+    if children:
+        cascade = Cascade(conn, queue, now, events, finisher)
+        for job_id, parent_ref in children:
+            cascade.failed(queue, job_id, parent_ref, STALLED_REASON)
+        cascade.close()
     finisher.apply()
     tally.write(conn, queue)
     events.write(conn, queue, now)

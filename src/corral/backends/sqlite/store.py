@@ -13,7 +13,7 @@ import random
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from corral import clock
 from corral.backends.sqlite import notify
@@ -88,7 +88,23 @@ def unavailable(settings: Settings, exc: BaseException) -> BackendUnavailableErr
     return BackendUnavailableError(f"SQLite store {settings.path}: {exc}")
 
 
-def connect(settings: Settings, *, shared: bool = False) -> sqlite3.Connection:
+class Connection(sqlite3.Connection):
+    """A connection that remembers which other queues its transaction changed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.touched: dict[str, bool] = {}
+        """Queue -> whether the change may bring its workers work (else only events)."""
+
+
+def touch(conn: sqlite3.Connection, queue: str, *, work: bool) -> None:
+    """Note that this transaction changed `queue` (a flow's parent, in any queue): after
+    the commit its waiters are woken like those of the transition's own queue."""
+    if isinstance(conn, Connection):
+        conn.touched[queue] = conn.touched.get(queue, False) or work
+
+
+def connect(settings: Settings, *, shared: bool = False) -> Connection:
     """A configured connection in autocommit mode (transactions are explicit)."""
     conn = sqlite3.connect(
         settings.path,
@@ -96,6 +112,7 @@ def connect(settings: Settings, *, shared: bool = False) -> sqlite3.Connection:
         isolation_level=None,
         check_same_thread=not shared,
         cached_statements=256,
+        factory=Connection,
     )
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -119,7 +136,7 @@ class Store:
         self.writes: dict[str, int] = {}
         self.seen: dict[str, tuple[int, int]] = {}
         self._shared = shared
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
 
     def run(
         self,
@@ -133,7 +150,7 @@ class Store:
 
         A write that changed rows of `queue` wakes this process's waiters on it, unless
         `notify_waiters` is False (changes that bring no work, such as progress), and
-        always this process's readers of its events.
+        always this process's readers of its events; so do the queues it `touch`ed.
         """
         started: float | None = None
         attempt = 0
@@ -165,26 +182,31 @@ class Store:
     ) -> T:
         conn = self.connection()
         before = conn.total_changes
+        conn.touched.clear()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             result = body(conn)
             conn.execute("COMMIT")
         except BaseException:
+            conn.touched.clear()
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     self._drop()
             raise
+        woken, conn.touched = conn.touched, {}
         if queue is not None and conn.total_changes != before:
-            if notify_waiters:
-                self.writes[queue] = self.writes.get(queue, 0) + 1
-                notify.notify(self.settings.path, queue)
+            woken[queue] = woken.get(queue, False) or notify_waiters
+        for name, work in woken.items():
+            if work:
+                self.writes[name] = self.writes.get(name, 0) + 1
+                notify.notify(self.settings.path, name)
             # Any change may have recorded events: wake this process's readers of them.
-            notify.notify(self.settings.path, notify.events_channel(queue))
+            notify.notify(self.settings.path, notify.events_channel(name))
         return result
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Connection:
         """The open connection, created (with the schema) on first use."""
         if self._conn is None:
             conn = connect(self.settings, shared=self._shared)

@@ -175,7 +175,7 @@ local function index_waiting(Q)
     _, served[rotation[i]] = rotation_parts(tonumber(rotation[i + 1]))
   end
   redis.call('DEL', Q.gwaiting, Q.groups)
-  known_heads = {}
+  known_heads[Q.groups] = nil
   local ids = redis.call('ZRANGE', Q.waiting, 0, -1)
   local stored = hmget_many(Q.jobs, ids)
   local entries, heads = {}, {}
@@ -241,7 +241,7 @@ local function take_in_turns(C, count)
   if turn >= TURN_LIMIT then
     turn = renumber_turns(Q)
   end
-  local ids, held = {}, {}
+  local ids, held, heads = {}, {}, heads_of(Q)
   while #ids < count do
     local first = redis.call('ZRANGE', Q.groups, #held, #held)[1]
     if not first then
@@ -251,7 +251,7 @@ local function take_in_turns(C, count)
     local heads = group_heads(Q, first, 2)
     if not heads[1] then
       redis.call('ZREM', Q.groups, first) -- no waiting job: out of the rotation
-      known_heads[first] = nil
+      heads[first] = nil
     elseif room and room <= 0 then
       held[#held + 1] = first
     else
@@ -265,10 +265,10 @@ local function take_in_turns(C, count)
       if heads[2] then
         local priority = entry_priority(first, heads[2])
         redis.call('ZADD', Q.groups, priority * PRIORITY_STEP + turn, first)
-        known_heads[first] = priority
+        heads[first] = priority
       else
         redis.call('ZREM', Q.groups, first)
-        known_heads[first] = nil
+        heads[first] = nil
       end
     end
   end

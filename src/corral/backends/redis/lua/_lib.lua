@@ -18,6 +18,9 @@
   last had a job claimed, 0 when it joined), so the group to serve next is the first one
   (ties by name). The helpers below keep `waiting`, `gwaiting` and `groups` in step: any
   script that moves a job into or out of `waiting` has all three in Q.
+
+  One script call may touch several queues (a flow child's parent, see `_flows.lua`), so
+  whatever a helper remembers during a call is kept per queue, by one of its keys.
 ]]
 
 local PRIORITY_STEP = 4294967296 -- 2^32
@@ -61,10 +64,10 @@ end
 
 -- A fresh queue position. The counters restart whenever nothing is waiting or active (no
 -- stored position can then be compared with a new one), which keeps them within 2^31.
-local positions_checked = false
+local positions_checked = {}
 local function next_seq(Q, lifo)
-  if not positions_checked then
-    positions_checked = true
+  if not positions_checked[Q.meta] then
+    positions_checked[Q.meta] = true
     if redis.call('ZCARD', Q.waiting) == 0 and redis.call('ZCARD', Q.active) == 0 then
       redis.call('HDEL', Q.meta, 'seq', 'lseq')
     end
@@ -107,22 +110,32 @@ local function rotation_parts(score)
   return priority, score - priority * PRIORITY_STEP
 end
 
--- The head priority of groups this script call has read or written in `groups`: adding
--- many jobs to one group then reads its score once. Whatever writes `groups` keeps it true.
+-- The head priority of groups this script call has read or written in `groups`, per
+-- queue (by its `groups` key): adding many jobs to one group then reads its score once.
+-- Whatever writes `groups` keeps it true.
 local known_heads = {}
+local function heads_of(Q)
+  local heads = known_heads[Q.groups]
+  if not heads then
+    heads = {}
+    known_heads[Q.groups] = heads
+  end
+  return heads
+end
 
 -- After a group's waiting jobs changed: rescore it by its head, or drop it from the
 -- rotation when it has none left (it joins again as never served). `score`: its score
 -- in `groups` when the caller has it.
 local function refresh_group(Q, group, score)
   local head = group_heads(Q, group, 1)[1]
+  local heads = heads_of(Q)
   if not head then
     redis.call('ZREM', Q.groups, group)
-    known_heads[group] = nil
+    heads[group] = nil
     return
   end
   local priority = entry_priority(group, head)
-  known_heads[group] = priority
+  heads[group] = priority
   score = score or tonumber(redis.call('ZSCORE', Q.groups, group))
   local served = 0
   if score then
@@ -141,14 +154,15 @@ local function enqueue(Q, id, rec)
   redis.call('ZADD', Q.waiting, rec.priority * PRIORITY_STEP + rec.seq, id)
   local group = group_of(rec)
   redis.call('ZADD', Q.gwaiting, 0, waiting_entry(group, rec, id))
-  local known = known_heads[group]
+  local heads = heads_of(Q)
+  local known = heads[group]
   if known and rec.priority >= known then
     return
   end
   local score = tonumber(redis.call('ZSCORE', Q.groups, group))
   if not score then
     redis.call('ZADD', Q.groups, rec.priority * PRIORITY_STEP, group)
-    known_heads[group] = rec.priority
+    heads[group] = rec.priority
     return
   end
   local head, served = rotation_parts(score)
@@ -156,7 +170,7 @@ local function enqueue(Q, id, rec)
     redis.call('ZADD', Q.groups, rec.priority * PRIORITY_STEP + served, group)
     head = rec.priority
   end
-  known_heads[group] = head
+  heads[group] = head
 end
 
 -- Out of `waiting` (the caller changes the job's state and saves it).
@@ -193,7 +207,25 @@ local function batch(command, key, members)
   end
 end
 
--- Delete a job with its data, logs and tag entries.
+-- Flows (see `_flows.lua`, which defines it): tell a deleted child's parent that the
+-- child is gone (child_ended(id, rec, 'removed')). Any script that deletes jobs that may be
+-- children pending includes `_flows`.
+local child_ended = function()
+  error('a script that deletes flow children must include _flows')
+end
+local FINAL = {completed = true, failed = true}
+
+-- The `deps` fields of a parent's `kids` children, "<id>\0<n>" for n = 1..kids, appended
+-- to `fields`.
+local function child_fields(id, kids, fields)
+  for n = 1, kids do
+    fields[#fields + 1] = id .. '\0' .. n
+  end
+  return fields
+end
+
+-- Delete a job with its data, logs and tag entries; a parent's child records too, and a
+-- child not yet finished tells its parent it was removed.
 local function delete_job(Q, id, rec)
   local key = Q[rec.state]
   assert(key, 'no key for state ' .. tostring(rec.state))
@@ -209,6 +241,12 @@ local function delete_job(Q, id, rec)
     for _, tag in ipairs(rec.tags) do
       redis.call('ZREM', Q.tags, tag .. '\0' .. id)
     end
+  end
+  if rec.kids then
+    batch('HDEL', Q.deps, child_fields(id, rec.kids, {}))
+  end
+  if rec.parent and not FINAL[rec.state] then
+    child_ended(id, rec, 'removed')
   end
 end
 
@@ -233,25 +271,43 @@ local function unwait_many(Q, ids, stored)
 end
 
 -- Delete many jobs of one state at once (retention, clean, drain; `all`: every job of the
--- state). Only records that have tags are decoded (cjson writes the key as `"tags":[`,
--- which no escaped string inside a record can contain), and waiting ones.
+-- state), as delete_job does. Only records that have tags, children or a parent are decoded
+-- (cjson writes those keys as `"tags":[`, `"kids":` and `"parent":{`, which no escaped
+-- string inside a record can contain), and waiting ones. Parents hear of their removed
+-- children once every job is deleted.
 local function delete_many(Q, state, ids, all)
   if #ids == 0 then
     return
   end
   local stored = hmget_many(Q.jobs, ids)
-  local tagged = {}
+  local tagged, fields, children = {}, {}, {}
+  local pending = not FINAL[state]
   for i, id in ipairs(ids) do
-    if stored[i] and string.find(stored[i], '"tags":[', 1, true) then
-      for _, tag in ipairs(cjson.decode(stored[i]).tags) do
-        tagged[#tagged + 1] = tag .. '\0' .. id
+    local raw = stored[i]
+    if raw then
+      local tags = string.find(raw, '"tags":[', 1, true)
+      local kids = string.find(raw, '"kids":', 1, true)
+      local parent = pending and string.find(raw, '"parent":{', 1, true)
+      if tags or kids or parent then
+        local rec = cjson.decode(raw)
+        if tags then
+          for _, tag in ipairs(rec.tags) do
+            tagged[#tagged + 1] = tag .. '\0' .. id
+          end
+        end
+        if kids then
+          child_fields(id, rec.kids, fields)
+        end
+        if parent then
+          children[#children + 1] = {id, rec}
+        end
       end
     end
   end
   if state == 'waiting' then
     if all then
       redis.call('DEL', Q.gwaiting, Q.groups)
-      known_heads = {}
+      known_heads[Q.groups] = nil
     else
       unwait_many(Q, ids, stored)
     end
@@ -261,6 +317,10 @@ local function delete_many(Q, state, ids, all)
   batch('HDEL', Q.data, ids)
   batch('HDEL', Q.logs, ids)
   batch('ZREM', Q.tags, tagged)
+  batch('HDEL', Q.deps, fields)
+  for _, item in ipairs(children) do
+    child_ended(item[1], item[2], 'removed')
+  end
 end
 
 -- Active jobs per group, counted while the queue has a group concurrency limit (the
@@ -333,12 +393,14 @@ local function due_at(job, now)
   return opt(job.run_at)
 end
 
+-- A flow's job also has `parent` (stored as the child's ref to it) and `kids` (a parent:
+-- it waits in `waiting-children`, by add order, keeping its run_at for later).
 local function insert_job(Q, job, order, now)
   local id = job.id
   local run_at = due_at(job, now)
   local rec = {name = job.name, options = job.options, priority = job.priority, n = order,
     attempts_made = 0, stalled_count = 0, created_at = now, run_at = run_at,
-    group = opt(job.group), keep = opt(job.keep)}
+    group = opt(job.group), keep = opt(job.keep), parent = opt(job.parent)}
   if job.lifo then
     rec.lifo = true
   end
@@ -349,7 +411,13 @@ local function insert_job(Q, job, order, now)
       redis.call('ZADD', Q.tags, 0, tag .. '\0' .. id)
     end
   end
-  if run_at and run_at > now then
+  local kids = opt(job.kids)
+  if kids and kids > 0 then
+    rec.kids = kids
+    rec.pending = kids
+    rec.state = 'waiting-children'
+    redis.call('ZADD', Q['waiting-children'], order, id)
+  elseif run_at and run_at > now then
     rec.state = 'delayed'
     redis.call('ZADD', Q.delayed, run_at, id)
   else

@@ -16,6 +16,7 @@
     KEYS[11]  groups            groups with waiting jobs, in turn order (sorted set)
     KEYS[12]  meta              queue settings (hash; read for the event level)
     KEYS[13]  events            the event stream (see `_events.lua`)
+    KEYS[14]  deps              a parent's child records (hash)
 
     ARGV[1]  now_ms    epoch ms, or "" for the server's TIME
     ARGV[2]  state     waiting | delayed | completed | failed | waiting-children
@@ -26,14 +27,17 @@
     JSON array of the ids removed.
 
   Events: removed per job.
+
+  Flows: as remove.lua.
 ]]
 --- @include "_lib"
 --- @include "_events"
+--- @include "_flows"
 
 local Q = {jobs = KEYS[1], data = KEYS[2], waiting = KEYS[3], delayed = KEYS[4],
   completed = KEYS[5], failed = KEYS[6], ['waiting-children'] = KEYS[7], tags = KEYS[8],
   logs = KEYS[9], gwaiting = KEYS[10], groups = KEYS[11], meta = KEYS[12],
-  events = KEYS[13]}
+  events = KEYS[13], deps = KEYS[14]}
 
 local state = ARGV[2]
 local now = resolve_now(ARGV[1])
@@ -69,6 +73,6 @@ else
     ids[i] = old[i].id
   end
 end
-delete_many(Q, state, ids)
 job_events(recorder(Q, now), 'removed', ids)
+delete_many(Q, state, ids)
 return cjson.encode(ids)

@@ -12,6 +12,7 @@
     KEYS[8]   groups    groups with waiting jobs, in turn order (sorted set)
     KEYS[9]   meta      queue settings (hash; read for the event level)
     KEYS[10]  events    the event stream (see `_events.lua`)
+    KEYS[11]  deps      a parent's child records (hash)
 
     ARGV[1]  delayed  "1" to delete delayed jobs too
 
@@ -19,24 +20,31 @@
     The number of jobs removed.
 
   Events: removed per job (of many, the newest 10,000: the cap), at the server's TIME.
+
+  Flows: as remove.lua. The jobs removed are those waiting (or delayed) before any of them
+  went (a parent they release stays).
 ]]
 --- @include "_lib"
 --- @include "_events"
+--- @include "_flows"
 
 local Q = {jobs = KEYS[1], data = KEYS[2], waiting = KEYS[3], delayed = KEYS[4],
   tags = KEYS[5], logs = KEYS[6], gwaiting = KEYS[7], groups = KEYS[8], meta = KEYS[9],
-  events = KEYS[10]}
+  events = KEYS[10], deps = KEYS[11]}
 
 local states = {'waiting'}
 if ARGV[1] == '1' then
   states[2] = 'delayed'
 end
 local E = recorder(Q, nil)
-local removed = 0
-for _, state in ipairs(states) do
-  local ids = redis.call('ZRANGE', Q[state], 0, -1)
+local removed, found = 0, {}
+for i, state in ipairs(states) do
+  found[i] = redis.call('ZRANGE', Q[state], 0, -1)
+end
+for i, state in ipairs(states) do
+  local ids = found[i]
+  job_events(E, 'removed', ids)
   delete_many(Q, state, ids, true)
   removed = removed + #ids
-  job_events(E, 'removed', ids)
 end
 return removed

@@ -28,6 +28,7 @@
     KEYS[23]  events            (stream)
     KEYS[24]  metrics           (hash)
     KEYS[25]  metric_minutes    (sorted set)
+    KEYS[26]  deps              (hash)
 
     ARGV[1]  force  "1" to delete even while jobs are active
 

@@ -17,6 +17,7 @@
     KEYS[13]  events          the event stream (see `_events.lua`)
     KEYS[14]  metrics         minute -> what finished in it (hash)
     KEYS[15]  metric_minutes  the minutes of `metrics` by time (sorted set)
+    KEYS[16]  deps            a parent's child records (hash; retention deletes entries)
 
     ARGV[1]  now_ms             epoch ms, or "" for the server's TIME
     ARGV[2]  max_stalled_count  stalls allowed before the job fails
@@ -30,14 +31,17 @@
 
   Events (at the queue's level): per job, stalled {stalled_count}, then failed {reason,
   attempts_made} or waiting. The jobs failed count in the minute's metrics.
+
+  Flows: a child failed updates its parent, which may fail in turn (see `_flows.lua`).
 ]]
 --- @include "_lib"
 --- @include "_events"
+--- @include "_flows"
 
 local Q = {meta = KEYS[1], jobs = KEYS[2], data = KEYS[3], waiting = KEYS[4],
   active = KEYS[5], failed = KEYS[6], tags = KEYS[7], logs = KEYS[8], marker = KEYS[9],
   gwaiting = KEYS[10], groups = KEYS[11], gactive = KEYS[12], events = KEYS[13],
-  metrics = KEYS[14], metric_minutes = KEYS[15]}
+  metrics = KEYS[14], metric_minutes = KEYS[15], deps = KEYS[16]}
 
 local now = resolve_now(ARGV[1])
 local max_stalled = tonumber(ARGV[2])
@@ -66,6 +70,9 @@ for _, id in ipairs(lapsed) do
       if E.on then
         final_event(E, 'failed', id,
           cjson.encode({reason = ARGV[3], attempts_made = rec.attempts_made}))
+      end
+      if rec.parent then
+        child_ended(id, rec, 'failed', ARGV[3], now)
       end
     else
       rec.lock_token = nil

@@ -26,6 +26,7 @@
     KEYS[19]  events          the event stream (see `_events.lua`)
     KEYS[20]  metrics         minute -> what finished in it (hash)
     KEYS[21]  metric_minutes  the minutes of `metrics` by time (sorted set)
+    KEYS[22]  deps            a parent's child records (hash; retention deletes entries)
 
     ARGV[1]  now_ms     epoch ms, or "" for the server's TIME
     ARGV[2]  outcomes   JSON array of [kind, id, token, ...]:
@@ -55,16 +56,21 @@
   attempts_made} (then delayed {run_at} when it waits), or waiting (released); waiting per
   job promoted; active {worker} per job claimed. The jobs completed and failed count in
   the minute's metrics.
+
+  Flows: a child completed or failed for good updates its parent, which may become
+  waiting or fail, in its own queue (see `_flows.lua`).
 ]]
 --- @include "_lib"
 --- @include "_claim"
 --- @include "_events"
+--- @include "_flows"
 
 local Q = {meta = KEYS[1], jobs = KEYS[2], data = KEYS[3], waiting = KEYS[4],
   delayed = KEYS[5], active = KEYS[6], completed = KEYS[7], failed = KEYS[8],
   tags = KEYS[9], logs = KEYS[10], marker = KEYS[11], schedules = KEYS[12], ticks = KEYS[13],
   gwaiting = KEYS[14], groups = KEYS[15], gactive = KEYS[16], starts = KEYS[17],
-  gstarts = KEYS[18], events = KEYS[19], metrics = KEYS[20], metric_minutes = KEYS[21]}
+  gstarts = KEYS[18], events = KEYS[19], metrics = KEYS[20], metric_minutes = KEYS[21],
+  deps = KEYS[22]}
 
 local PROMOTE_BATCH = 1000
 local DUE_SCHEDULES = 10
@@ -142,6 +148,13 @@ local function apply(outcome, finished)
   end
   if E.on then
     record_outcome(outcome, rec)
+  end
+  if rec.parent then
+    if kind == 'complete' then
+      child_ended(id, rec, 'completed', outcome[4], now)
+    elseif kind == 'fail' then
+      child_ended(id, rec, 'failed', outcome[4], now)
+    end
   end
   return true
 end
