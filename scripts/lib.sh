@@ -20,6 +20,15 @@ apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# The browser tests (tests/browser) drive Debian's Chromium at /usr/bin/chromium through
+# Playwright. Without it they are skipped locally; in CI (CI=true) they must run.
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    apt_install chromium && [ -x /usr/bin/chromium ] && return 0
+    if [ "${CI:-}" = true ]; then say "CI needs /usr/bin/chromium for the browser tests"; return 1; fi
+    say "no /usr/bin/chromium: the browser tests will be skipped"
+}
+
 python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 
 # Sets PYTHON to an interpreter >= 3.11.

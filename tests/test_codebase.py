@@ -30,7 +30,7 @@ def test_public_names_match_all() -> None:
     modules = {
         "backends", "cli", "clock", "codec", "errors", "events", "isolation", "job", "job_state",
         "locks", "monitoring", "options", "policy", "processors", "queue", "schedules", "sync",
-        "testing", "worker",
+        "testing", "web", "worker",
     }
     assert public - modules == set(corral.__all__) - {"__version__"}
 

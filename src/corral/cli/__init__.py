@@ -12,6 +12,7 @@ from corral.errors import CorralError
 from .admin import add, clean, job, jobs, pause, remove, resume, retry, stats
 from .bench import bench
 from .common import UserError
+from .dashboard import dashboard
 from .demo import demo
 from .schedules import schedules
 from .workers import worker
@@ -42,7 +43,8 @@ def cli() -> None:
 
 
 for command in (
-    worker, add, stats, jobs, job, retry, remove, pause, resume, clean, schedules, demo, bench
+    worker, add, stats, jobs, job, retry, remove, pause, resume, clean, schedules, dashboard,
+    demo, bench,
 ):
     cli.add_command(command)
 
