@@ -33,6 +33,11 @@ class Clock(Protocol):
         """Suspend the caller for `seconds` of this clock's time."""
         ...
 
+    def real_seconds(self, seconds: float) -> float:
+        """How many real seconds `seconds` of this clock's time take (for threads that
+        wait in real time, such as the lock renewer)."""
+        ...
+
 
 class SystemClock:
     """The machine's wall clock."""
@@ -53,6 +58,10 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """Sleep on the event loop."""
         await asyncio.sleep(max(0.0, seconds))
+
+    def real_seconds(self, seconds: float) -> float:
+        """The same: this clock is real time."""
+        return seconds
 
 
 SYSTEM = SystemClock()

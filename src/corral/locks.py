@@ -36,7 +36,7 @@ class LockRenewer:
         self._lock_ms = lock_ms
         self._clock = clock
         self._loop = loop
-        self._interval = max(0.05, lock_ms / 2000)
+        self._interval = max(0.005, clock.real_seconds(lock_ms / 2000))
         self._held: dict[str, _Held] = {}
         self._mutex = threading.Lock()
         self._stop = threading.Event()

@@ -7,10 +7,10 @@ import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from corral.clock import to_datetime, to_ms
+from corral.clock import SYSTEM, monotonic, to_datetime, to_ms
 from corral.errors import InvalidOptionError
 
-__all__ = ["VirtualClock"]
+__all__ = ["FastClock", "VirtualClock"]
 
 
 class VirtualClock:
@@ -53,6 +53,10 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         await future
 
+    def real_seconds(self, seconds: float) -> float:
+        """Real waits are not scaled: the test moves this clock."""
+        return seconds
+
     async def advance(self, delta: timedelta | float) -> None:
         """Move time forward by `delta` (seconds or timedelta) and wake due sleepers."""
         seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
@@ -73,3 +77,45 @@ class VirtualClock:
         # Let woken tasks run before the test continues.
         for _ in range(3):
             await asyncio.sleep(0)
+
+
+class FastClock:
+    """A clock that runs `speed` times faster than real time, from `start` (default: now).
+
+    For demos and soak runs: a 48-hour chain of delayed jobs plays out in minutes. Like a
+    VirtualClock it is the time of every transition, so use one FastClock for every Queue
+    and Worker of the run, and give workers a lock_duration of a few real seconds
+    (`speed * 5`), since locks are counted in this clock's time.
+    """
+
+    def __init__(self, speed: float, start: datetime | None = None) -> None:
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed > 0:
+            raise InvalidOptionError(f"speed must be a positive number, not {speed!r}")
+        if start is not None and start.tzinfo is None:
+            raise InvalidOptionError("FastClock needs an aware datetime (tzinfo set)")
+        self.speed = float(speed)
+        self._start_ms = to_ms(start or SYSTEM.now())
+        self._started = monotonic()
+
+    @property
+    def is_virtual(self) -> bool:
+        """True: the stores take their time from this clock, not their own."""
+        return True
+
+    def now_ms(self) -> int:
+        """The sped-up time in epoch milliseconds."""
+        return self._start_ms + int((monotonic() - self._started) * self.speed * 1000)
+
+    def now(self) -> datetime:
+        """The sped-up time as an aware UTC datetime."""
+        moment = to_datetime(self.now_ms())
+        assert moment is not None
+        return moment
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until this clock has moved `seconds` forward."""
+        await asyncio.sleep(max(0.0, self.real_seconds(seconds)))
+
+    def real_seconds(self, seconds: float) -> float:
+        """`seconds` of this clock in real seconds."""
+        return seconds / self.speed

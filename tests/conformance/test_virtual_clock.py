@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import corral
-from corral.testing import VirtualClock
+from corral.testing import FastClock, VirtualClock
 
 from .support import WorkerFactory, WorkerStarter, is_state, stored, wait_for
 
@@ -97,3 +97,30 @@ async def test_clock_drives_created_and_run_at(queue: corral.Queue, clock: Virtu
     assert job.created_at == START + timedelta(days=3)
     assert job.run_at == START + timedelta(days=3, hours=1)
     assert clock.now() == START + timedelta(days=3)
+
+
+async def test_a_fast_clock_plays_a_day_of_delays_in_a_second(
+    store_url: str, make_worker: WorkerFactory, start_worker: WorkerStarter
+) -> None:
+    clock = FastClock(3600 * 24)  # a day per real second
+    ran: list[str] = []
+
+    async def note(job: corral.Job) -> None:
+        ran.append(job.id)
+
+    async with corral.Queue("q", url=store_url, clock=clock) as queue:
+        start = clock.now()
+        for hours in (1, 5, 23):
+            await queue.add("remind", job_id=f"in-{hours}h", delay=timedelta(hours=hours))
+        # Locks count in the clock's time: five real seconds of it.
+        start_worker(make_worker(note, clock=clock, lock_duration=clock.speed * 5))
+
+        await wait_for(lambda: len(ran) == 3, timeout=10)
+
+        assert ran == ["in-1h", "in-5h", "in-23h"]
+        for hours in (1, 5, 23):
+            job = await queue.get_job(f"in-{hours}h")
+            assert job is not None
+            assert job.processed_at is not None
+            assert job.processed_at >= start + timedelta(hours=hours)
+            assert job.stalled_count == 0

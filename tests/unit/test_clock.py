@@ -9,7 +9,7 @@ import pytest
 
 from corral.clock import SYSTEM, Clock, to_datetime, to_ms
 from corral.errors import InvalidOptionError
-from corral.testing import VirtualClock
+from corral.testing import FastClock, VirtualClock
 
 START = datetime(2026, 2, 24, 12, 0, tzinfo=UTC)
 
@@ -87,3 +87,26 @@ async def test_sleep_of_zero_returns_at_once() -> None:
     await asyncio.wait_for(clock.sleep(0), timeout=1)
 
     assert clock.now() == START
+
+
+async def test_a_fast_clock_runs_speed_times_real_time() -> None:
+    clock = FastClock(3600, start=START)  # an hour per real second
+    assert isinstance(clock, Clock)
+    assert clock.is_virtual
+    assert clock.real_seconds(3600) == 1
+
+    await clock.sleep(180)  # three minutes of it: 50 ms real
+    elapsed = clock.now() - START
+
+    assert timedelta(minutes=3) <= elapsed < timedelta(minutes=30)
+
+
+@pytest.mark.parametrize("speed", [0, -1, True, "fast"])
+def test_a_fast_clock_refuses_a_bad_speed(speed: object) -> None:
+    with pytest.raises(InvalidOptionError, match="speed"):
+        FastClock(speed)  # type: ignore[arg-type]
+
+
+def test_a_fast_clock_needs_an_aware_start() -> None:
+    with pytest.raises(InvalidOptionError, match="aware"):
+        FastClock(10, start=datetime(2026, 1, 1))
