@@ -82,6 +82,12 @@ class Job:
         return self._options
 
     @property
+    def queue(self) -> Queue:
+        """The Queue that read this job (a worker's job: one sharing the worker's store
+        connection), for adding follow-up jobs from a processor."""
+        return self._queue
+
+    @property
     def queue_name(self) -> str:
         """The name of the queue that holds this job."""
         return self._queue.name

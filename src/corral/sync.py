@@ -74,6 +74,11 @@ class Job:
         """The job's state when it was last read."""
         return self._job.state
 
+    @property
+    def queue(self) -> Queue:
+        """The job's queue with blocking methods (a worker's: sharing its connection)."""
+        return Queue._over(self._job.queue, self._run)
+
     def to_json(self) -> dict[str, Any]:
         """The job as JSON-ready values."""
         return self._job.to_json()
@@ -154,6 +159,14 @@ class Queue:
     ) -> None:
         self._queue = async_queue.Queue(name, url=url, clock=clock, hash_tag=hash_tag)
         self._pid = os.getpid()
+        self._runner: Runner = _LOOP.run
+
+    @classmethod
+    def _over(cls, queue: async_queue.Queue, run: Runner) -> Queue:
+        """Blocking methods over an open async Queue on the loop that `run` drives."""
+        wrapper = cls.__new__(cls)
+        wrapper._queue, wrapper._pid, wrapper._runner = queue, os.getpid(), run
+        return wrapper
 
     def __enter__(self) -> Self:
         return self
@@ -179,10 +192,11 @@ class Queue:
             # The parent's connection and threads did not survive fork(): start afresh.
             self._pid = os.getpid()
             self._queue._backend = None
-        return _LOOP.run(coro)
+        result: T = self._runner(coro)
+        return result
 
     def _job(self, job: async_job.Job) -> Job:
-        return Job(job, _LOOP.run)
+        return Job(job, self._runner)
 
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job."""

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 import corral
+import corral.sync
 from corral.testing import VirtualClock
 
 from .support import WorkerFactory, WorkerStarter, hold_active, stored
@@ -342,3 +343,23 @@ async def test_wait_until_finished_of_an_already_finished_job(
     await make_worker(succeed).run(burst=True)
 
     assert await job.wait_until_finished(timeout=1) == {"ok": True, "n": [1, 2]}
+
+
+async def test_processors_add_follow_up_jobs_through_job_queue(
+    queue: corral.Queue, make_worker: WorkerFactory
+) -> None:
+    async def first(job: corral.Job) -> None:
+        assert job.queue.name == "q"
+        await job.queue.add("second", {"from": job.id}, job_id="second")
+
+    def second(job: corral.sync.Job) -> None:  # a thread: the queue's methods block
+        job.queue.add("third", {"from": job.id}, job_id="third")
+
+    await queue.add("first", job_id="first")
+    ran = await make_worker({"first": first, "second": second, "third": succeed}).run(burst=True)
+
+    assert ran == 3
+    third = await queue.get_job("third")
+    assert third is not None
+    assert third.state == corral.JobState.COMPLETED
+    assert third.data == {"from": "second"}
