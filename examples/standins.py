@@ -44,6 +44,7 @@ class CallLog:
         self._lock = threading.Lock()  # sync processors record from worker threads
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a record per call: no fsync each
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY, service TEXT NOT NULL,"

@@ -1,15 +1,21 @@
-"""`corral worker`: run the Workers an application defines, in one or several processes."""
+"""`corral worker`: run the Workers an application defines, in one or several processes.
+
+The target names a Worker, a list of Workers, or a function that builds them (and may first
+configure queues and upsert schedules): see `find_workers` and `build_workers`.
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -19,6 +25,9 @@ from corral.worker import Worker, run_workers
 from .common import UserError, announce, plural, run
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+WorkerFactory = Callable[..., Any]
+"""A function that returns a Worker or a list of Workers (or an awaitable of either)."""
 
 
 @click.command()
@@ -30,36 +39,65 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
               help="Override each worker's concurrency.")
 @click.option("--process-index", type=int, hidden=True)  # set on the processes we start
 @click.option("--url", envvar="CORRAL_URL", show_envvar=True, metavar="URL",
-              help="Store URL for workers built without url= [default: sqlite:///corral.db]")
+              help="Store URL for workers built without url=, and the url= of a worker "
+                   "function [default: sqlite:///corral.db]")
 def worker(
     target: str, processes: int, burst: bool, concurrency: int | None,
     process_index: int | None, url: str | None,
 ) -> None:
-    """Run the Worker (or list of Workers) at MODULE:ATTRIBUTE, e.g. app.jobs:workers."""
+    """Run the Workers at MODULE:ATTRIBUTE, e.g. app.jobs:workers.
+
+    The attribute is a Worker, a list of Workers, or a function (sync or async) that returns
+    either: it is called once in each worker process before the workers start, with the
+    store URL as `url=` when it takes that keyword (a place to configure queues and upsert
+    schedules).
+    """
     if process_index is not None:
         # A child asked to stop while still starting up has nothing to hand back: leave quietly
         # (once running, the workers' own handlers close them gracefully).
         for signum in STOP_SIGNALS:
             signal.signal(signum, _exit_quietly)
     resolved = resolve_url(url)
-    workers = load_workers(target)  # in the parent too, so a bad target fails once, here
+    source = find_workers(target)  # in the parent too, so a bad target fails once, here
     if process_index is None:
         announce(resolved)
     if processes > 1:
         sys.exit(run_processes(target, processes, burst, concurrency, resolved))
     setup_logging("" if process_index is None else f"[{process_index}] ")
-    for each in workers:
-        each.bind_url(resolved)
-        if concurrency is not None:
-            each.concurrency = concurrency
-    ran = run(run_workers(workers, burst=burst, handle_signals=True))
+    ran = run(_run(target, source, resolved, burst, concurrency))
     if burst:
         prefix = "" if process_index is None else f"[{process_index}] "
         click.echo(f"{prefix}ran {plural(ran, 'attempt')}", err=True)
 
 
-def load_workers(target: str) -> list[Worker]:
-    """The Worker or list of Workers named by `module:attribute`, imported from the cwd."""
+async def _run(
+    target: str, source: list[Worker] | WorkerFactory, url: str, burst: bool,
+    concurrency: int | None,
+) -> int:
+    # The factory runs on the workers' own event loop: whatever it opens lives in that loop.
+    workers = await build_workers(target, source, url)
+    for each in workers:
+        each.bind_url(url)
+        if concurrency is not None:
+            each.concurrency = concurrency
+    return await run_workers(workers, burst=burst, handle_signals=True)
+
+
+def load_workers(target: str, url: str | None = None) -> list[Worker]:
+    """The Workers named by `module:attribute`, imported from the cwd.
+
+    The attribute is a Worker, a list of Workers, or a function returning either; a function
+    is called here (awaited when async), with `url=` (`url`, else `CORRAL_URL`, else the
+    default store) when it takes that keyword. Call it outside a running event loop.
+    """
+    source = find_workers(target)
+    if isinstance(source, list):
+        return source
+    return run(build_workers(target, source, resolve_url(url)))
+
+
+def find_workers(target: str) -> list[Worker] | WorkerFactory:
+    """The Workers, or the function that builds them, at `module:attribute`; not called yet."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise UserError(f"{target!r} is not MODULE:ATTRIBUTE (for example app.jobs:worker)")
@@ -70,11 +108,63 @@ def load_workers(target: str) -> list[Worker]:
             found = getattr(found, part)
         except AttributeError:
             raise UserError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    workers = _as_workers(found)
+    if workers is not None:
+        return workers
+    if callable(found) and not isinstance(found, type):
+        _takes_url(target, found)  # a signature we cannot call fails here, once
+        return cast(WorkerFactory, found)
+    raise UserError(
+        f"{target} is {type(found).__name__}, not a corral.Worker, a list of them, "
+        "or a function returning either"
+    )
+
+
+async def build_workers(
+    target: str, source: list[Worker] | WorkerFactory, url: str
+) -> list[Worker]:
+    """`source` itself when it is a list of Workers; else call the function and check its result."""
+    if isinstance(source, list):
+        return source
+    result = source(url=url) if _takes_url(target, source) else source()
+    if inspect.isawaitable(result):
+        result = await result
+    workers = _as_workers(result)
+    if workers is None:
+        raise UserError(
+            f"{target}() returned {type(result).__name__}, not a corral.Worker or a list of them"
+        )
+    return workers
+
+
+def _as_workers(found: object) -> list[Worker] | None:
     if isinstance(found, Worker):
         return [found]
     if isinstance(found, list | tuple) and found and all(isinstance(w, Worker) for w in found):
         return list(found)
-    raise UserError(f"{target} is {type(found).__name__}, not a corral.Worker or a list of them")
+    return None
+
+
+def _takes_url(target: str, factory: WorkerFactory) -> bool:
+    """Whether the factory takes a `url` keyword; UserError when it needs any other argument."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): call it bare
+        return False
+    takes_url = False
+    for parameter in parameters:
+        if parameter.name == "url" and parameter.kind in (
+            parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY
+        ):
+            takes_url = True
+        elif parameter.default is parameter.empty and parameter.kind not in (
+            parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD
+        ):
+            raise UserError(
+                f"{target} needs the argument {parameter.name!r}: a worker function takes "
+                "no arguments, or only the store URL as `url`"
+            )
+    return takes_url
 
 
 def _import(module_name: str) -> ModuleType:
