@@ -83,13 +83,17 @@ async def setup(url: str | None = None, clock: Clock | None = None) -> None:
 
 
 def workers(
-    url: str | None = None, clock: Clock | None = None, log: CallLog | None = None
+    url: str | None = None, clock: Clock | None = None, log: CallLog | None = None,
+    **options: Any,
 ) -> list[corral.Worker]:
-    """One worker per queue, over the services `build_services` makes (calls go to `log`)."""
+    """One worker per queue, over the services `build_services` makes (calls go to `log`);
+    `options` go to every Worker (e.g. lock_duration)."""
     jobs = Processors(build_services(log or default_call_log(clock)), url, clock)
 
     def worker(queue: str, processors: Any, concurrency: int = 1) -> corral.Worker:
-        return corral.Worker(queue, processors, url=url, clock=clock, concurrency=concurrency)
+        return corral.Worker(
+            queue, processors, url=url, clock=clock, concurrency=concurrency, **options
+        )
 
     return [
         worker("ingest", {"index-document": jobs.index_document}, concurrency=4),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from datetime import datetime, timedelta
+from typing import Any
 
 import corral
 from corral.clock import Clock
@@ -141,10 +142,11 @@ class Funnel:
             "reminder5h": self.reminder,
         }
 
-    def worker(self) -> corral.Worker:
-        """A worker for the funnel's queue, on the queue's store and clock."""
+    def worker(self, **options: Any) -> corral.Worker:
+        """A worker for the funnel's queue, on its store and clock (`options`: Worker's)."""
+        options.setdefault("concurrency", 5)
         return corral.Worker(
-            QUEUE, self.processors(), url=self.queue.url, clock=self.queue.clock, concurrency=5
+            QUEUE, self.processors(), url=self.queue.url, clock=self.queue.clock, **options
         )
 
     def _lead_to_nudge(self, job: corral.Job) -> Lead | None:
@@ -197,7 +199,7 @@ class Funnel:
         return "sent"
 
 
-def workers(url: str, clock: Clock, log: CallLog) -> list[corral.Worker]:
+def workers(url: str, clock: Clock, log: CallLog, **options: Any) -> list[corral.Worker]:
     """The funnel's workers on the store at `url`, with the stand-in services over `log`.
 
     The app's tables live in the call log's file, to keep the demo to one file. The
@@ -205,7 +207,7 @@ def workers(url: str, clock: Clock, log: CallLog) -> list[corral.Worker]:
     Queue here is never opened.
     """
     funnel = Funnel(corral.Queue(QUEUE, url=url, clock=clock), Database(log.path), services(log))
-    return [funnel.worker()]
+    return [funnel.worker(**options)]
 
 
 async def run_story(url: str, clock: Clock, log: CallLog) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from datetime import timedelta
+from typing import Any
 
 import corral
 from corral.clock import Clock
@@ -123,10 +124,11 @@ class Tickets:
         """The processor of each job name."""
         return {"autoClose": self.auto_close}
 
-    def worker(self) -> corral.Worker:
-        """A worker for the queue, on the queue's store and clock."""
+    def worker(self, **options: Any) -> corral.Worker:
+        """A worker for the queue, on the queue's store and clock (`options`: Worker's)."""
+        options.setdefault("concurrency", 5)
         return corral.Worker(
-            QUEUE, self.processors(), url=self.queue.url, clock=self.queue.clock, concurrency=5
+            QUEUE, self.processors(), url=self.queue.url, clock=self.queue.clock, **options
         )
 
     async def auto_close(self, job: corral.Job) -> str:
@@ -145,14 +147,14 @@ class Tickets:
         return "closed"
 
 
-def workers(url: str, clock: Clock, log: CallLog) -> list[corral.Worker]:
+def workers(url: str, clock: Clock, log: CallLog, **options: Any) -> list[corral.Worker]:
     """The workers on the store at `url`, with the stand-in services over `log`.
 
     The help desk's table lives in the call log's file, to keep the demo to one file.
     """
     tickets = Tickets(corral.Queue(QUEUE, url=url, clock=clock), Database(log.path),
                       services(log))
-    return [tickets.worker()]
+    return [tickets.worker(**options)]
 
 
 async def run_story(url: str, clock: Clock, log: CallLog) -> None:
