@@ -93,5 +93,9 @@ class LockRenewer:
         lost = self._keeper.extend_locks(self._queue, tokens, self._lock_ms, now_ms)
         if lost:
             with self._mutex:
-                self.lost.update(job_id for job_id in lost if job_id in self._held)
-            log.warning("lost the locks of %d jobs: %s", len(lost), ", ".join(lost[:5]))
+                # A job released meanwhile finished normally: its lock is gone on purpose.
+                still_held = [job_id for job_id in lost if job_id in self._held]
+                self.lost.update(still_held)
+            if still_held:
+                log.warning("lost the locks of %d jobs: %s", len(still_held),
+                            ", ".join(still_held[:5]))

@@ -392,11 +392,3 @@ def test_stats_watch_refreshes_until_ctrl_c(url: str, tmp_path: Path) -> None:
     assert child.returncode == 0, err
     assert "waiting" in out
     assert "Traceback" not in err
-
-
-@pytest.mark.slow
-def test_demo_runs_and_summarises(url: str) -> None:
-    result = ok("demo", "--duration", "5", "--url", url)
-    assert "completed" in result.stdout
-    assert "Look around" in result.stdout
-    assert counts(url, "corral-demo")["completed"] > 20

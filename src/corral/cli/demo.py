@@ -1,92 +1,137 @@
-"""`corral demo`: jobs that run, wait, fail, retry and report progress, worked off live."""
+"""`corral demo`: the five reference applications together, on a sped-up clock, live.
+
+The applications live in `examples/` of a corral checkout. The demo runs their workers and
+the dashboard in this process over one SQLite file, on a `FastClock` that makes an hour
+pass each second, so a 48-hour email chain, nightly and monthly schedules and a broadcast
+at 20 messages a minute play out within a minute. It prints the dashboard's URL and a live
+summary, and stops cleanly on Ctrl-C or after `--duration`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import importlib
+import shutil
 import signal
-from collections import deque
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
 
 import click
+import uvicorn
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from corral.backends import redact, resolve_url
-from corral.clock import monotonic
-from corral.job import Job
-from corral.options import Backoff, JobSpec
+from corral.clock import SYSTEM, Clock, monotonic
 from corral.queue import Queue
+from corral.testing import FastClock
 from corral.worker import Worker
 
-from .common import STATE_COLUMNS, announce, run, stdout
+from .common import STATE_COLUMNS, Store, UserError, announce, run, stdout
 
-DEMO_QUEUE = "corral-demo"
-DEMO_URL = "sqlite:///corral-demo.db"
-BAR_WIDTH = 30
-CLOSE_TIMEOUT = 3.0
-
-
-class DemoError(Exception):
-    """A job of the demo failing on purpose."""
-
-
-# -- the jobs --------------------------------------------------------------------------------
-
-
-async def resize(job: Job) -> dict[str, Any]:
-    """Pretend to resize an image."""
-    await asyncio.sleep(random.uniform(0.1, 0.6))
-    return {"image": job.data["image"], "width": 640}
+DEMO_DIR: Final = Path("corral-demo")
+SPEED: Final = 3600.0
+"""An hour of the applications' time per real second."""
+EXAMPLES: Final = ("lead_funnel", "tickets", "scheduled_messages", "broadcast", "agent_platform")
+SETUP_TAKES_QUEUE: Final = frozenset({"lead_funnel", "tickets"})
+MARKER: Final = ".corral-demo"
+"""The file that marks a directory as the demo's own, so it may be emptied."""
+REFRESH: Final = 0.5
+CLOSE_TIMEOUT: Final = 3.0
+CALLS_SHOWN: Final = 2
+"""The newest outside calls shown per application."""
 
 
-async def send_email(job: Job) -> str:
-    """Pretend to send a reminder that was due later."""
-    await asyncio.sleep(0.1)
-    return f"sent to {job.data['to']}"
+def demo_start(now: datetime) -> datetime:
+    """23:00 UTC on the last day of `now`'s month: the monthly credit grant (the 1st, 00:05)
+    and the nightly rollup (02:00) come within seconds of the start."""
+    first_of_next = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
+    last_day = first_of_next - timedelta(days=1)
+    return datetime(last_day.year, last_day.month, last_day.day, 23, tzinfo=UTC)
 
 
-async def flaky(job: Job) -> str:
-    """Fail the first attempt, as a call to a flaky service would; succeed on the retry."""
-    if job.attempts_made == 0:
-        raise DemoError("upstream timed out (first attempt always fails)")
-    await asyncio.sleep(0.1)
-    return "ok on retry"
+# -- the applications ------------------------------------------------------------------------
 
 
-async def doomed(job: Job) -> None:
-    """Fail every attempt: this job ends in `failed`, the dead-letter queue."""
-    raise DemoError(f"card {job.data['card']} declined")
+@dataclass
+class Example:
+    """One reference application and its record of outside calls."""
+
+    name: str
+    module: ModuleType
+    log: Any  # examples.standins.CallLog: the examples package is not part of corral
+
+    async def setup(self, url: str, clock: Clock) -> None:
+        """Configure its queues and schedules (some take their open Queue)."""
+        if self.name in SETUP_TAKES_QUEUE:
+            async with Queue(self.module.QUEUE, url=url, clock=clock) as queue:
+                await self.module.setup(queue)
+        else:
+            await self.module.setup(url, clock)
+
+    def workers(self, url: str, clock: FastClock) -> list[Worker]:
+        """Its workers, with locks of a few real seconds on the fast clock."""
+        seconds = clock.speed * 5
+        workers: list[Worker] = self.module.workers(
+            url, clock, self.log, lock_duration=seconds, stalled_interval=seconds
+        )
+        return workers
 
 
-async def report(job: Job) -> dict[str, int]:
-    """Build a report in steps, logging and updating progress as it goes."""
-    for percent in range(0, 101, 10):
-        await job.update_progress(percent)
-        if percent % 50 == 0:
-            await job.log(f"{percent}% done")
-        await asyncio.sleep(0.3)
-    return {"rows": 1234}
+def checkout_root() -> Path:
+    """The corral checkout whose `examples/` the demo runs (the working directory or the one
+    this corral is installed from)."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (base / "examples" / "__init__.py").is_file():
+            return base
+    raise UserError(
+        "corral demo runs the reference applications in examples/ of a corral checkout:"
+        " run it from the checkout (./scripts/demo)"
+    )
 
 
-PROCESSORS = {"resize": resize, "email": send_email, "flaky": flaky, "doomed": doomed,
-              "report": report}
-
-
-def demo_jobs() -> list[JobSpec]:
-    """A few dozen jobs: immediate, delayed, flaky, doomed, and one with progress."""
-    retrying: dict[str, Any] = {"attempts": 3, "backoff": Backoff.exponential(1)}
+def load_examples(directory: Path, clock: Clock) -> list[Example]:
+    """Import the five applications, each with its own call log in `directory`."""
+    root = str(checkout_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    standins = importlib.import_module("examples.standins")
     return [
-        *(JobSpec("resize", {"image": f"photo-{i}.jpg"}) for i in range(1, 21)),
-        *(JobSpec("email", {"to": f"user{i}@example.com"}, delay=0.5 * i) for i in range(1, 11)),
-        *(JobSpec("flaky", {"call": i}, **retrying) for i in range(1, 5)),
-        JobSpec("doomed", {"card": "4000-0000-0000-0002"}, job_id="doomed", **retrying),
-        JobSpec("report", {"month": "2026-02"}, job_id="report"),
+        Example(name, importlib.import_module(f"examples.{name}"),
+                standins.CallLog(directory / f"{name}.db", clock))
+        for name in EXAMPLES
     ]
+
+
+# -- the dashboard ---------------------------------------------------------------------------
+
+
+class DashboardServer(uvicorn.Server):
+    """uvicorn on a socket of our own, leaving Ctrl-C to the demo."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(port: int) -> socket.socket:
+    """A loopback socket on `port`, or on any free port when that one is taken."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 # -- the live view ---------------------------------------------------------------------------
@@ -94,132 +139,151 @@ def demo_jobs() -> list[JobSpec]:
 
 @dataclass
 class DemoState:
-    """What the demo has seen so far, for the live view and the summary."""
+    """What the demo shows: counts per queue, recent outside calls, totals."""
 
-    counts: dict[str, int] = field(default_factory=dict)
-    events: deque[Text] = field(default_factory=lambda: deque(maxlen=8))
-    progress: Any = 0
-    retries: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    recent: list[Text] = field(default_factory=list)
     started: float = field(default_factory=monotonic)
 
     def elapsed(self) -> float:
-        """Seconds since the demo started."""
+        """Real seconds since the demo started."""
         return monotonic() - self.started
 
-    def note(self, text: str, style: str = "") -> None:
-        """Add a line to the recent events."""
-        self.events.append(Text(f"{self.elapsed():5.1f}s  {text}", style=style))
+
+def describe(payload: dict[str, Any]) -> str:
+    """A call's payload in a few words."""
+    words = [f"{key}={value}" for key, value in payload.items()
+             if isinstance(value, str | int | float | bool)]
+    text = " ".join(words)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
-def render(state: DemoState, total: int) -> RenderableType:
-    """The live view: counts per state with bars, the report's progress, recent events."""
-    table = Table(title=f"queue {DEMO_QUEUE!r} · {state.elapsed():.1f}s", title_justify="left")
-    table.add_column("state")
-    table.add_column("jobs", justify="right")
-    table.add_column("", width=BAR_WIDTH)
-    styles = {"active": "cyan", "completed": "green", "failed": "red", "delayed": "yellow"}
-    for name in STATE_COLUMNS[:5]:
-        count = state.counts.get(name, 0)
-        bar = "█" * round(BAR_WIDTH * count / max(total, 1))
-        table.add_row(name, str(count), Text(bar, style=styles.get(name, "white")))
-    percent = state.progress if isinstance(state.progress, int | float) else 0
-    progress = Text(f"report progress {percent:3.0f}% " + "▰" * int(percent // 10)
-                    + "▱" * (10 - int(percent // 10)))
-    return Group(table, progress, Text("recent events", style="bold"), *state.events)
+def render(state: DemoState, clock: Clock, dashboard: str) -> RenderableType:
+    """Counts per queue, calls per application and the latest calls."""
+    table = Table(title=f"{clock.now():%a %d %b %H:%M} UTC (an hour a second) · "
+                        f"{state.elapsed():.0f}s · dashboard {dashboard}", title_justify="left")
+    table.add_column("queue")
+    for column in STATE_COLUMNS:
+        table.add_column(column, justify="right")
+    for name, counts in sorted(state.counts.items()):
+        table.add_row(name, *(str(counts.get(column, 0)) for column in STATE_COLUMNS))
+    calls = Text("outside calls: " + ", ".join(
+        f"{name} {count}" for name, count in state.calls.items()), style="bold")
+    return Group(table, calls, *state.recent)
+
+
+async def observe(state: DemoState, store: Store, examples: list[Example]) -> None:
+    """Read the counts of every queue and the newest outside calls."""
+    for name in await store.queue_names():
+        state.counts[name] = await (await store.queue(name, must_exist=False)).counts()
+    latest: list[tuple[datetime, Text]] = []
+    for example in examples:
+        calls = example.log.calls()
+        state.calls[example.name] = len(calls)
+        for call in calls[-CALLS_SHOWN:]:
+            line = f"{call.at:%a %H:%M}  {example.name}: {call.service}.{call.action} "
+            latest.append((call.at, Text(line + describe(call.payload))))
+    latest.sort(key=lambda item: item[0])
+    state.recent = [text for _, text in latest]
 
 
 # -- running it ------------------------------------------------------------------------------
 
 
-def label(job: Job) -> str:
-    """The job's name, and the start of its id when that says more."""
-    return job.id if job.id == job.name else f"{job.name} {job.id[:8]}"
+async def run_demo(
+    url: str, directory: Path, duration: float, port: int,
+    on_ready: Callable[[str], Awaitable[None]] | None = None,
+) -> tuple[DemoState, bool]:
+    """Set up the five applications, run their stories, workers and the dashboard until
+    `duration` real seconds pass or Ctrl-C; (state, interrupted)."""
+    from corral.web import create_app
 
-
-def watch_worker(worker: Worker, state: DemoState) -> None:
-    """Record the worker's completions and failures as events."""
-    def completed(job: Job, _result: Any) -> None:
-        state.note(f"completed {label(job)}", "green")
-
-    def failed(job: Job, exc: BaseException, will_retry: bool) -> None:
-        if will_retry:
-            state.retries += 1
-            state.note(f"retrying {label(job)}: {exc}", "yellow")
-        else:
-            state.note(f"failed {label(job)} for good: {exc}", "red")
-
-    worker.on("completed", completed)
-    worker.on("failed", failed)
-
-
-def finished(counts: dict[str, int]) -> bool:
-    """True when nothing is waiting, delayed or active."""
-    return not any(counts.get(name, 0) for name in ("waiting", "delayed", "active"))
-
-
-async def run_demo(url: str, duration: float) -> tuple[DemoState, int, bool]:
-    """Enqueue the demo jobs, work them off with a live view; (state, attempts, interrupted)."""
-    queue = Queue(DEMO_QUEUE, url=url)
-    await queue.obliterate(force=True)  # every run starts from a clean queue
-    specs = demo_jobs()
-    await queue.add_bulk(specs)
-    worker = Worker(DEMO_QUEUE, PROCESSORS, url=url, concurrency=5)
-    state = DemoState()
-    watch_worker(worker, state)
+    clock = FastClock(SPEED, start=demo_start(SYSTEM.now()))
+    examples = load_examples(directory, clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(worker.run())
+    sock = listen(port)
+    dashboard = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server = DashboardServer(uvicorn.Config(
+        create_app(url, clock=clock), log_level="warning", lifespan="on", server_header=False,
+    ))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    workers: list[Worker] = []
+    running: list[asyncio.Task[int]] = []
+    state = DemoState()
     try:
-        with Live(render(state, len(specs)), console=stdout(), auto_refresh=False) as live:
-            while not stop.is_set() and state.elapsed() < duration and not running.done():
-                state.counts = await queue.counts()
-                report_job = await queue.get_job("report")
-                state.progress = report_job.progress if report_job else 100
-                live.update(render(state, len(specs)), refresh=True)
-                if finished(state.counts):
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.2)
+        for example in examples:
+            await example.setup(url, clock)
+            await example.module.run_story(url, clock, example.log)
+            workers += example.workers(url, clock)
+        running = [asyncio.create_task(worker.run()) for worker in workers]
+        stdout().print(f"dashboard: {dashboard}  (Ctrl-C stops the demo)")
+        if on_ready is not None:
+            await on_ready(dashboard)
+        async with Store(url, quiet=True) as store:
+            with Live(render(state, clock, dashboard), console=stdout(),
+                      auto_refresh=False) as live:
+                while not stop.is_set() and state.elapsed() < duration:
+                    await observe(state, store, examples)
+                    live.update(render(state, clock, dashboard), refresh=True)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), REFRESH)
+            await observe(state, store, examples)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        # Active jobs get a moment to finish; the rest go back to waiting. A second Ctrl-C
-        # (the default handler again) stops at once.
-        await worker.close(timeout=CLOSE_TIMEOUT)
-        attempts = await running
-        state.counts = await queue.counts()
-        await queue.close()
-    return state, attempts, stop.is_set()
+        await asyncio.gather(*(worker.close(timeout=CLOSE_TIMEOUT) for worker in workers))
+        await asyncio.gather(*running, return_exceptions=True)
+        server.should_exit = True
+        await serving
+        for example in examples:
+            example.log.close()
+    return state, stop.is_set()
 
 
-def summary(state: DemoState, attempts: int, interrupted: bool, url: str) -> RenderableType:
-    """What happened, and the commands to look around afterwards."""
-    counts = state.counts
-    how = "interrupted" if interrupted else ("done" if finished(counts) else "time is up")
-    left = counts.get("waiting", 0) + counts.get("delayed", 0) + counts.get("active", 0)
+def summary(state: DemoState, interrupted: bool, url: str, directory: Path) -> RenderableType:
+    """What happened, and where to look afterwards."""
+    totals = {column: sum(counts.get(column, 0) for counts in state.counts.values())
+              for column in STATE_COLUMNS}
+    how = "interrupted" if interrupted else "time is up"
     flag = f" --url '{redact(url)}'"
     return Group(
-        Text(f"\n{how} after {state.elapsed():.1f}s: {counts.get('completed', 0)} completed, "
-             f"{counts.get('failed', 0)} failed, {state.retries} retries, {attempts} attempts"
-             + (f", {left} left" if left else ""), style="bold"),
+        Text(f"\n{how} after {state.elapsed():.0f}s: {len(state.counts)} queues, "
+             f"{totals['completed']} jobs completed, {totals['failed']} failed, "
+             f"{totals['delayed']} still delayed; {sum(state.calls.values())} outside calls "
+             f"recorded in {directory}/", style="bold"),
         Text("Look around:"),
-        Text(f"  corral stats {DEMO_QUEUE}{flag}"),
-        Text(f"  corral jobs {DEMO_QUEUE} --state failed{flag}"),
-        Text(f"  corral job {DEMO_QUEUE} report{flag}"),
+        Text(f"  corral stats{flag}"),
+        Text(f"  corral dashboard{flag}"),
     )
 
 
+def fresh_directory(directory: Path) -> None:
+    """Empty the demo's directory (every run starts from nothing), refusing to touch one
+    that holds anything but an earlier demo."""
+    if directory.exists() and any(directory.iterdir()) and not (directory / MARKER).exists():
+        raise UserError(f"{directory} is not empty and not a corral demo directory:"
+                        " pick another --dir")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    (directory / MARKER).touch()
+
+
 @click.command()
-@click.option("--duration", default=20.0, show_default=True, type=click.FloatRange(min=1),
-              help="Stop after this many seconds even if work remains.")
-@click.option("--url", metavar="URL",
-              help=f"Store URL [default: {DEMO_URL}; CORRAL_URL is ignored so the demo never "
-                   "writes into your store by accident]")
-def demo(duration: float, url: str | None) -> None:
-    """Enqueue a few dozen jobs and watch a worker run, retry and fail them, live."""
-    resolved = resolve_url(url or DEMO_URL)
-    announce(resolved)
-    state, attempts, interrupted = run(run_demo(resolved, duration))
-    stdout().print(summary(state, attempts, interrupted, resolved), soft_wrap=True)
+@click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Stop after this many real seconds (Ctrl-C stops sooner).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="The dashboard's loopback port (any free one when it is taken).")
+@click.option("--dir", "directory", default=str(DEMO_DIR), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo keeps its store and the applications' files; emptied first.")
+def demo(duration: float, port: int, directory: Path) -> None:
+    """Run the five reference applications, their workers and the dashboard, live."""
+    fresh_directory(directory)
+    url = resolve_url(f"sqlite:///{directory}/corral.db")
+    announce(url)
+    state, interrupted = run(run_demo(url, directory, duration, port))
+    stdout().print(summary(state, interrupted, url, directory), soft_wrap=True)
