@@ -13,26 +13,57 @@ JSON = Any
 """A strict JSON value: dict with str keys, list, str, finite number, bool or None."""
 
 
+MAX_DEPTH = 200
+"""How deeply lists and dicts may nest (the stores' JSON decoders have limits too)."""
+
+
+class _Refused(Exception):
+    """A value that is not strict JSON; `steps` grow from the bad value outwards."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.steps: list[str] = []
+
+
 def check_json(value: object, path: str) -> JSON:
     """Return `value` as strict JSON (tuples become lists) or raise naming the bad path."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
+    try:
+        return _checked(value, MAX_DEPTH)
+    except _Refused as refused:
+        raise SerializationError(path + "".join(reversed(refused.steps)), refused.reason) from None
+
+
+def _checked(value: object, depth: int) -> JSON:
+    # The path is only built on the way out of a refusal: the common case pays nothing.
+    if value is None or isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise SerializationError(path, f"{value!r} is not a finite number")
+            raise _Refused(f"{value!r} is not a finite number")
         return value
+    if depth == 0 and isinstance(value, dict | list | tuple):
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         checked: dict[str, JSON] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise SerializationError(path, f"key {key!r} is not a string")
-            checked[key] = check_json(item, f"{path}.{key}")
+                raise _Refused(f"key {key!r} is not a string")
+            try:
+                checked[key] = _checked(item, depth - 1)
+            except _Refused as refused:
+                refused.steps.append(f".{key}")
+                raise
         return checked
     if isinstance(value, list | tuple):
-        return [check_json(item, f"{path}[{index}]") for index, item in enumerate(value)]
-    raise SerializationError(path, f"{type(value).__name__} is not JSON")
+        items: list[JSON] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_checked(item, depth - 1))
+            except _Refused as refused:
+                refused.steps.append(f"[{index}]")
+                raise
+        return items
+    raise _Refused(f"{type(value).__name__} is not JSON")
 
 
 def dumps(value: object, path: str = "data") -> str:

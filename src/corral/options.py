@@ -53,6 +53,10 @@ UNSET: Final = _Unset()
 # -- scalar validators -----------------------------------------------------------------
 
 
+MAX_DURATION: Final = 100 * 365.25 * 86400
+"""The longest delay, timeout or period: beyond it a millisecond count outgrows the stores."""
+
+
 def parse_duration(value: object, name: str, *, allow_zero: bool = True) -> float:
     """Seconds from a number, a `timedelta` or a string like `500ms`, `30s`, `5m`, `1h30m`."""
     if isinstance(value, timedelta):
@@ -69,6 +73,8 @@ def parse_duration(value: object, name: str, *, allow_zero: bool = True) -> floa
         raise InvalidOptionError(f"{name} must be finite, not {seconds}")
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise InvalidOptionError(f"{name} must be {'>= 0' if allow_zero else '> 0'}: {value!r}")
+    if seconds > MAX_DURATION:
+        raise InvalidOptionError(f"{name} must be at most 100 years, not {value!r}")
     return seconds
 
 
