@@ -42,10 +42,6 @@ async def wait_until_state(queue: corral.Queue, job_id: str, state: str) -> None
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a settle whose reply was lost is sent again, refused as a stale token, and "
-    "reported as LockLostError ('result discarded') with no `completed` event, although "
-    "the store accepted that very result (Worker._step / settle are not idempotent)"))
 async def test_an_accepted_result_whose_reply_was_lost_is_reported_completed(
     harness: Harness, tmp_path: Path
 ) -> None:

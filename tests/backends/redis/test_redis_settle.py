@@ -245,3 +245,26 @@ async def test_an_idle_look_writes_nothing(backend: RedisBackend, raw: redis.Red
     assert raw.info("persistence")["rdb_changes_since_last_save"] == dirty
     assert raw.zcard(MARKER) == 0
     assert raw.info("stats")["total_commands_processed"] - before <= 10  # a few reads
+
+
+async def test_an_outcome_sent_again_after_a_lost_reply_is_not_refused(
+    backend: RedisBackend,
+) -> None:
+    await add(backend, new_job("done"), new_job("later"))
+    done, later = await claim(backend, 2)
+    outcomes: list[Outcome] = [
+        Complete("done", done.token, '"ok"'), RetryLater("later", later.token, "x", None, 500),
+    ]
+    first = await backend.settle("q", outcomes, 0, LOCK_MS, "w1", T0 + 10)
+    again = await backend.settle("q", outcomes, 0, LOCK_MS, "w1", T0 + 20)
+
+    assert first.refused == again.refused == []
+    stored = await backend.get_job("q", "done")
+    assert stored is not None
+    assert (stored.state, stored.attempts_made) == (JobState.COMPLETED, 1)
+    retried = await backend.get_job("q", "later")
+    assert retried is not None
+    assert (retried.attempts_made, retried.run_at) == (1, T0 + 510)
+    stale = await backend.settle("q", [Complete("done", "someone-else", '"x"')], 0, LOCK_MS,
+                                 "w1", T0 + 30)
+    assert stale.refused == ["done"]

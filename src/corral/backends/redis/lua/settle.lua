@@ -108,13 +108,19 @@ local function record_outcome(outcome, rec)
   end
 end
 
--- Returns false when the job is not held with this token.
+-- Returns true once applied, 'again' when this very outcome was applied before (a worker
+-- sends a settle again when its reply was lost), false when the job is not held with
+-- this token.
 local function apply(outcome, finished)
   local kind, id, token = outcome[1], outcome[2], outcome[3]
   local rec = load_job(Q, id)
-  if not rec or rec.state ~= 'active' or rec.lock_token ~= token then
+  if not rec then
     return false
   end
+  if rec.state ~= 'active' or rec.lock_token ~= token then
+    return rec.settled_token == token and 'again' or false
+  end
+  rec.settled_token = token
   count_active(Q, group_of(rec), -1)
   if kind == 'complete' then
     rec.attempts_made = rec.attempts_made + 1
@@ -217,9 +223,10 @@ end
 local refused, finished = {}, {}
 local held_before = hold_until
 for _, outcome in ipairs(outcomes) do
-  if apply(outcome, finished) then
+  local applied = apply(outcome, finished)
+  if applied == true then
     changed = true
-  else
+  elseif not applied then
     refused[#refused + 1] = outcome[2]
   end
 end
