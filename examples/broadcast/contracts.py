@@ -8,13 +8,11 @@ message job that runs a second time (delivery is at least once) does not send ag
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from examples.appdb import AppDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contracts (
@@ -38,28 +36,11 @@ class Contract:
     status: str
 
 
-class Contracts:
+class Contracts(AppDatabase):
     """Contracts and deliveries in the SQLite file at `path`."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()  # a plain-function processor would call from a thread
-        self._conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        with self._db() as db:
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """The connection, in a transaction (committed on success, rolled back on error)."""
-        with self._lock, self._conn:
-            yield self._conn
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, SCHEMA)
 
     def create(self, contract_id: str, text: str, recipients: int) -> None:
         """Store a new running contract (an id already stored is left as it is)."""

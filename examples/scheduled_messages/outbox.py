@@ -6,13 +6,11 @@ edit and cancel them in the app, and a job that runs every minute sends the ones
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from examples.appdb import AppDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -54,28 +52,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-class Outbox:
+class Outbox(AppDatabase):
     """Leads and scheduled messages in the SQLite file at `path`."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()  # a plain-function processor would call from a thread
-        self._conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        with self._db() as db:
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """The connection, in a transaction (committed on success, rolled back on error)."""
-        with self._lock, self._conn:
-            yield self._conn
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, SCHEMA)
 
     def add_lead(self, lead_id: str, name: str, phone: str) -> None:
         """Store a lead (an id already stored is left as it is)."""
