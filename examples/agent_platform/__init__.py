@@ -1,7 +1,7 @@
 """An AI agent platform: knowledge ingestion, webhooks, usage rollups, credits and email.
 
 Customers (workspaces) upload documents, which are chunked and embedded into a knowledge
-base (`ingest`: the embedding API sheds load, so 3 attempts, 2 s then 8 s apart). Whatever
+base (`ingest`: the embedding API sheds load, so 3 retries, 2, 8 and 32 s later). Whatever
 happens in a workspace — a document is ready, an agent run finished — is POSTed to the
 customer's webhook (`webhooks`: endpoints go down, so 5 attempts, 5, 10, 20, 40 s apart, then
 `failed`, the dead-letter queue). Every night at 02:00 UTC the day's usage is rolled up
