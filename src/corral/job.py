@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral import codec
@@ -61,10 +61,8 @@ class Job:
         self.return_value: Any = codec.loads(record.return_value)
         self.failed_reason: str | None = record.failed_reason
         self.stacktrace: str | None = record.stacktrace
-        self.created_at: datetime = to_datetime(record.created_at)  # type: ignore[assignment]
-        self.processed_at: datetime | None = to_datetime(record.processed_at)
-        self.finished_at: datetime | None = to_datetime(record.finished_at)
-        self.run_at: datetime | None = to_datetime(record.run_at)
+        # Epoch ms, turned into datetimes when read: a worker's jobs seldom need them.
+        self._times = (record.created_at, record.processed_at, record.finished_at, record.run_at)
         self.priority: int = record.priority
         self.tags: tuple[str, ...] = record.tags
         self.group: str | None = record.group
@@ -73,6 +71,26 @@ class Job:
         self.pending_children: int = record.pending_children
         self._options_json = record.options
         self._options: JobOptions | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        """When the job was added."""
+        return datetime.fromtimestamp(self._times[0] / 1000, UTC)
+
+    @property
+    def processed_at(self) -> datetime | None:
+        """When its latest attempt started (None: never started)."""
+        return to_datetime(self._times[1])
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When it completed or failed for good (None: not finished)."""
+        return to_datetime(self._times[2])
+
+    @property
+    def run_at(self) -> datetime | None:
+        """When it is, or was, due (None: due when added)."""
+        return to_datetime(self._times[3])
 
     @property
     def options(self) -> JobOptions:

@@ -79,6 +79,46 @@ def _limits(config: QueueConfig) -> Limits:
     )
 
 
+_PER_JOB: Final = frozenset({"delay", "run_at", "job_id", "dedupe"})
+"""Options that change nothing a job stores in its `options`."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What a job's effective options (timing, id and dedupe taken out) make it store."""
+
+    options: str
+    priority: int
+    lifo: bool
+    tags: tuple[str, ...]
+    group: str | None
+    keep_completed: Retention
+    keep_failed: Retention
+    timing: dict[str, Any]
+    """The default delay, for jobs that give no timing of their own."""
+
+    @classmethod
+    def of(cls, effective: dict[str, Any], timing: dict[str, Any] | None = None) -> _Stored:
+        """From effective options without delay and run_at (job_id and dedupe are left
+        out here)."""
+        kept = {name: value for name, value in effective.items() if name not in _PER_JOB}
+        return cls(
+            options=orjson.dumps(options_to_json(kept)).decode(),  # validated already
+            priority=kept["priority"],
+            lifo=kept["lifo"],
+            tags=tuple(kept["tags"]),
+            group=kept["group"],
+            keep_completed=_retention(kept["remove_on_complete"]),
+            keep_failed=_retention(kept["remove_on_fail"]),
+            timing=timing or {},
+        )
+
+
+def _timing(effective: dict[str, Any]) -> dict[str, Any]:
+    """Take delay and run_at out of effective options."""
+    return {name: effective.pop(name) for name in ("delay", "run_at") if name in effective}
+
+
 def check_state(state: object) -> JobState:
     """A job state name, or InvalidOptionError listing the valid ones."""
     try:
@@ -114,6 +154,7 @@ class Queue:
         self._owns_backend = True
         self._config: QueueConfig | None = None
         self._config_version = 0
+        self._defaults_cache: tuple[QueueConfig, _Stored] | None = None
         self._down_until = 0.0
         self._flow_queues: dict[str, Queue] = {}
         # Set by a Worker so that `job.update_progress` also fires its `progress` callbacks.
@@ -289,28 +330,33 @@ class Queue:
         parent: ParentRef | None = None,
         children: int = 0,
     ) -> NewJob:
-        options = spec.options.merged_over(config.defaults)
-        size = len(data.encode())
+        own = spec.options.given()
+        size = len(data) if data.isascii() else len(data.encode())
         if size > config.max_payload:
             raise PayloadTooLargeError(size, config.max_payload)
-        effective = {**LIBRARY_DEFAULTS, **options.given()}
-        delay = effective.pop("delay", None)
-        run_at = effective.pop("run_at", None)
-        job_id = effective.pop("job_id", None) or job_id or uuid.uuid4().hex
-        dedupe = effective.pop("dedupe", None)
+        if own.keys() <= _PER_JOB:
+            # Most jobs set no option of their own but these: what they store comes from
+            # the queue's defaults alone, worked out once per config.
+            stored = self._stored_defaults(config)
+            timing = own if "delay" in own or "run_at" in own else stored.timing
+        else:
+            effective = {**LIBRARY_DEFAULTS, **spec.options.merged_over(config.defaults).given()}
+            timing = _timing(effective)
+            stored = _Stored.of(effective)
+        delay, run_at, dedupe = timing.get("delay"), timing.get("run_at"), own.get("dedupe")
         return NewJob(
-            id=job_id,
+            id=own.get("job_id") or job_id or uuid.uuid4().hex,
             name=spec.name,
             data=data,
-            options=orjson.dumps(options_to_json(effective)).decode(),  # validated already
-            priority=effective["priority"],
-            lifo=effective["lifo"],
+            options=stored.options,
+            priority=stored.priority,
+            lifo=stored.lifo,
             delay_ms=None if delay is None else int(delay * 1000),
             run_at_ms=None if run_at is None else to_ms(run_at),
-            tags=tuple(effective["tags"]),
-            group=effective["group"],
-            keep_completed=_retention(effective["remove_on_complete"]),
-            keep_failed=_retention(effective["remove_on_fail"]),
+            tags=stored.tags,
+            group=stored.group,
+            keep_completed=stored.keep_completed,
+            keep_failed=stored.keep_failed,
             dedupe=None if dedupe is None else DedupeRule(
                 dedupe.key, None if dedupe.ttl is None else math.ceil(dedupe.ttl * 1000),
                 dedupe.replace,
@@ -318,6 +364,16 @@ class Queue:
             parent=parent,
             children=children,
         )
+
+    def _stored_defaults(self, config: QueueConfig) -> _Stored:
+        """What a job that sets only per-job options stores under `config` (cached for the
+        config last used: a new config is a new object)."""
+        cached = self._defaults_cache
+        if cached is None or cached[0] is not config:
+            effective = {**LIBRARY_DEFAULTS, **config.defaults.given()}
+            timing = _timing(effective)
+            cached = self._defaults_cache = (config, _Stored.of(effective, timing))
+        return cached[1]
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -304,20 +304,43 @@ class Worker:
         self._wake.clear()
         if self._finished or self._closing:
             return
-        waiters: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        if idle:
-            waiters.append(asyncio.ensure_future(
-                self._backend.wait_for_change(self.queue_name, IDLE_POLL)))
         deadline = min(self._next_stall_check, self._next_heartbeat)
         if wake_at_ms is not None:
             deadline = min(deadline, wake_at_ms)
         seconds = (deadline - self.clock.now_ms()) / 1000
+        if not self.clock.is_virtual:
+            # The common waits, after every job and whenever idle: one timer, and one task
+            # for the store's signal of new work (which wakes this wait when it comes).
+            change = None
+            if idle:
+                change = asyncio.ensure_future(
+                    self._backend.wait_for_change(self.queue_name, IDLE_POLL))
+                change.add_done_callback(self._changed)
+            try:
+                async with asyncio.timeout(max(0.0, seconds)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            finally:
+                if change is not None:
+                    change.cancel()
+            return
+        waiters: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if idle:
+            waiters.append(asyncio.ensure_future(
+                self._backend.wait_for_change(self.queue_name, IDLE_POLL)))
         waiters.append(asyncio.ensure_future(self.clock.sleep(seconds)))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    def _changed(self, change: asyncio.Task[None]) -> None:
+        """The store signalled new work (or failed to wait: the next call reports it)."""
+        if not change.cancelled():
+            change.exception()  # retrieved here; a store that is away fails the next call
+            self._wake.set()
 
     async def _maybe_heartbeat(self) -> None:
         """Register this worker, and renew the registration every HEARTBEAT_MS (at most
@@ -376,7 +399,8 @@ class Worker:
 
     async def _process(self, running: _Running) -> None:
         job = running.job
-        await self._emit("active", job)
+        if self._handlers["active"]:
+            await self._emit("active", job)
         try:
             result = await self._invoke(running)
             value = codec.dumps(result, "return_value")
@@ -388,7 +412,7 @@ class Worker:
             await self._failed(running, exc)
         else:
             running.outcome = Complete(job.id, running.token, value)
-            running.notice = ("completed", (job, codec.loads(value)))
+            running.notice = ("completed", (job,))  # with the value as stored, when acknowledged
         self._finished.append(running)
         self._wake.set()
 
@@ -478,8 +502,11 @@ class Worker:
             if job_id in refused:
                 await self._emit("error", LockLostError(
                     f"job {job_id}: lock lapsed before the worker finished; result discarded"))
-            elif running.notice is not None:
-                await self._emit(running.notice[0], *running.notice[1])
+            elif running.notice is not None and self._handlers[running.notice[0]]:
+                event, args = running.notice
+                if isinstance(running.outcome, Complete):
+                    args = (*args, codec.loads(running.outcome.return_value))
+                await self._emit(event, *args)
 
     async def _shutdown(self) -> None:
         """Wait for active jobs up to the close timeout, hand the rest back, release all."""

@@ -327,6 +327,25 @@ async def test_changed_defaults_apply_to_later_adds_only(queue: corral.Queue) ->
     assert (await stored(queue, late.id)).options.attempts == 5
 
 
+async def test_a_default_delay_applies_unless_the_job_has_timing_of_its_own(
+    queue: corral.Queue,
+) -> None:
+    await queue.configure(defaults=corral.JobOptions(delay=60, priority=2))
+    plain = await queue.add("m", {}, job_id="plain")
+    own_delay = await queue.add("m", {}, delay=5)
+    own_run_at = await queue.add("m", {}, run_at=START + timedelta(seconds=30))
+    own_options = await queue.add("m", {}, attempts=2)
+
+    assert plain.id == "plain"
+    assert plain.run_at == own_options.run_at == START + timedelta(seconds=60)
+    assert own_delay.run_at == START + timedelta(seconds=5)
+    assert own_run_at.run_at == START + timedelta(seconds=30)
+    assert {job.priority for job in (plain, own_delay, own_run_at, own_options)} == {2}
+    # A job that sets the defaults' own values stores what one that sets nothing does.
+    same = await queue.add("m", {}, priority=2)
+    assert (await stored(queue, same.id)).options == (await stored(queue, plain.id)).options
+
+
 # -- add_bulk ------------------------------------------------------------------------------
 
 

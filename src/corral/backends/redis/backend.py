@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
+import random
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +76,12 @@ def _keep_inherited() -> None:
 
 os.register_at_fork(after_in_child=_keep_inherited)
 
+_NONCES: Final = random.Random()
+"""Lock tokens' randomness (Lua's random numbers are deterministic): unique, not secret
+(tokens tell claims apart), so seeded from the OS and again in a forked child, which
+would otherwise repeat its parent's sequence; cheaper than `secrets` on every settle."""
+os.register_at_fork(after_in_child=_NONCES.seed)
+
 
 def _now(now_ms: int | None) -> str | int:
     """A script's `now_ms` argument: empty lets the script read the server's TIME."""
@@ -124,6 +130,7 @@ class _Session:
     async def close(self) -> None:
         for watch in self.watches.values():
             await watch.close()
+        await self.scripts.close()
         await self.blocking.aclose()
         await self.client.aclose()
 
@@ -338,9 +345,9 @@ class RedisBackend:
     async def get_config(self, queue: str) -> StoredConfig:
         """The queue's stored settings."""
         with self.settings.translate():
-            client = (await self._ready()).client
-            config, version = await client.hmget(
-                self.keys(queue)["meta"], ["config", "config_version"]
+            session = await self._ready()
+            config, version = await session.scripts.command(
+                "HMGET", self.keys(queue)["meta"], "config", "config_version"
             )
         return StoredConfig(None if config is None else records.text(config), int(version or 0))
 
@@ -367,10 +374,9 @@ class RedisBackend:
         now_ms: int | None,
     ) -> SettleResult:
         """Apply outcomes (checking tokens), promote due jobs, claim up to `claim`: one call."""
-        # Lua's random numbers are deterministic: the tokens' randomness comes from here.
         reply = await self._run(
             "settle", queue, _now(now_ms), records.encode_outcomes(outcomes), claim, lock_ms,
-            worker_id, secrets.token_hex(8),
+            worker_id, f"{_NONCES.getrandbits(64):016x}",
         )
         summary = orjson.loads(reply[0])
         return SettleResult(

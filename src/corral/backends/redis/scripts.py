@@ -9,12 +9,18 @@ helpers, pasted where a script says `--- @include "_<name>"`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Protocol
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.connection import AbstractConnection
 
 from corral.backends.redis.keys import PARTS
 
@@ -61,8 +67,85 @@ def source(name: str) -> Source:
     if unknown:
         raise RuntimeError(f"{name}.lua: unknown key parts {sorted(unknown)}")
     argv = _numbered(_ARGV.findall(header), name, "ARGV")
-    body = _INCLUDE.sub(lambda match: _read(f"{match.group(1)}.lua"), text)
+    helpers = [_chunks(_read(f"{include}.lua")) for include in _INCLUDE.findall(text)]
+    needed = _needed(_NAME.findall(_INCLUDE.sub("", text)), helpers)
+    pasted = iter(
+        "".join(chunk.text for chunk in chunks if chunk.defines & needed) for chunks in helpers
+    )
+    body = _INCLUDE.sub(lambda match: next(pasted), text)
     return Source(name, body, keys, argv)
+
+
+# -- pasting only the helpers a script uses ---------------------------------------------------
+#
+# Every call of a script runs its whole top level again, so each helper pasted in costs a
+# closure per call, and every script loaded costs Lua memory that Redis' garbage collector
+# walks on every cycle (with all scripts loaded, about a third of a small transition's time).
+# So a script gets only the top-level definitions it reaches. A helper file is a run of
+# top-level statements, each starting at column 0 (`local ...`, or `name = ...` to assign a
+# forward-declared local); a statement is kept when it defines a name that the script, or a
+# statement kept, mentions anywhere (comments and strings included: keeping too much is
+# harmless), in its file's order.
+
+_NAME: Final = re.compile(r"[A-Za-z_]\w*")
+_STATEMENT: Final = re.compile(
+    r"^(?:local\s+function\s+(\w+)|local\s+(\w+(?:\s*,\s*\w+)*)|(\w+)\s*=)", re.MULTILINE
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One top-level statement of a helper file, with the comment lines before it."""
+
+    text: str
+    defines: frozenset[str]
+    mentions: frozenset[str]
+
+
+def _chunks(text: str) -> list[_Chunk]:
+    """A helper file's top-level statements (its opening comment block left out)."""
+    if text.startswith("--[["):
+        text = text[text.index("]]") + 2:].lstrip("\n")
+    chunks: list[_Chunk] = []
+    lines: list[str] = []  # the statement being read, then the comment lines after it
+    comments = 0  # how many of `lines` are comment lines right before the next statement
+    defines: frozenset[str] = frozenset()
+
+    def close(upto: int) -> None:
+        body = "".join(lines[:upto])
+        if body.strip():
+            chunks.append(_Chunk(body, defines, frozenset(_NAME.findall(body))))
+
+    for line in text.splitlines(keepends=True):
+        match = _STATEMENT.match(line)
+        if match:
+            close(len(lines) - comments)
+            del lines[: len(lines) - comments]
+            names = match.group(1) or match.group(2) or match.group(3)
+            defines = frozenset(part.strip() for part in names.split(","))
+        lines.append(line)
+        comments = comments + 1 if line.startswith("--") else 0
+    close(len(lines))
+    return chunks
+
+
+def _needed(mentioned: list[str], helpers: Sequence[list[_Chunk]]) -> frozenset[str]:
+    """The helper names reachable from the names a script mentions."""
+    defining: dict[str, list[_Chunk]] = {}
+    for chunks in helpers:
+        for chunk in chunks:
+            for defined in chunk.defines:
+                defining.setdefault(defined, []).append(chunk)
+    needed: set[str] = set()
+    todo = [word for word in mentioned if word in defining]
+    while todo:
+        word = todo.pop()
+        if word in needed:
+            continue
+        needed.add(word)
+        for chunk in defining[word]:
+            todo.extend(w for w in chunk.mentions if w in defining and w not in needed)
+    return frozenset(needed)
 
 
 def names() -> list[str]:
@@ -86,32 +169,174 @@ class _SyncScript(Protocol):
 class _AsyncRegistrar(Protocol):
     def register_script(self, script: str) -> Any: ...
 
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
 
 def _check_args(src: Source, args: Sequence[Arg]) -> None:
     if len(args) != len(src.argv):
         raise TypeError(f"{src.name}.lua takes {len(src.argv)} arguments, not {len(args)}")
 
 
+def bulk(value: Arg) -> bytes:
+    """One argument of a command in the Redis protocol (RESP bulk string)."""
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode()
+    elif isinstance(value, int):
+        data = b"%d" % value
+    else:
+        data = repr(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def _pack(*args: Arg) -> bytes:
+    """A whole command in the Redis protocol."""
+    return b"*%d\r\n%b" % (len(args), b"".join([bulk(arg) for arg in args]))
+
+
+def sha1(text: str) -> str:
+    """A script's SHA1, as EVALSHA names it."""
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+_HEADS_KEPT: Final = 4096
+"""Packed command heads kept per client (one per script and queue used)."""
+
+
 class AsyncScripts:
-    """The scripts of one async client, each loaded once and then called by SHA."""
+    """The scripts of one async client, each loaded once and then called by SHA.
+
+    On a single Redis (not a cluster) the calls skip redis-py's command machinery, which
+    costs more than the round trip itself: each EVALSHA is sent as bytes packed here, its
+    head (the SHA and every key) packed once per script and queue, on connections of
+    this object's own (`Lanes`). A cluster client routes by key, so it runs the scripts
+    through redis-py.
+    """
 
     def __init__(self, client: _AsyncRegistrar) -> None:
         self._client = client
         self._loaded: dict[str, _AsyncScript] = {}
+        self._lanes = Lanes(client) if isinstance(client, redis.asyncio.Redis) else None
+        self._heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
     async def run(self, name: str, keys: Mapping[str, str], *args: Arg) -> Any:
         """Run transition `name` on the queue whose keys these are (EVALSHA, loading the
         script when Redis lacks it)."""
-        return await self.run_over(name, [keys], *args)
+        return await self.run_over(name, (keys,), *args)
 
     async def run_over(self, name: str, queues: Sequence[Mapping[str, str]], *args: Arg) -> Any:
         """Run transition `name` over several queues' keys (a block of KEYS each)."""
-        script = self._loaded.get(name)
         src = source(name)
-        if script is None:
-            script = self._loaded[name] = self._client.register_script(src.text)
         _check_args(src, args)
-        return await script(keys=src.key_names(*queues), args=args)
+        if self._lanes is None:
+            script = self._loaded.get(name)
+            if script is None:
+                script = self._loaded[name] = self._client.register_script(src.text)
+            return await script(keys=src.key_names(*queues), args=args)
+        # Every key of a queue starts with its prefix, so its `meta` key names the queue.
+        which = (name, tuple(keys["meta"] for keys in queues))
+        head = self._heads.get(which)
+        if head is None:
+            if len(self._heads) >= _HEADS_KEPT:
+                self._heads.clear()
+            head = self._heads[which] = _head(src, src.key_names(*queues))
+        return await self._lanes.evalsha(
+            head + b"".join([bulk(arg) for arg in args]), src.text
+        )
+
+    async def command(self, *args: Arg) -> Any:
+        """Run one plain command; its reply as Redis sent it (no redis-py parsing)."""
+        if self._lanes is None:
+            return await self._client.execute_command(*args)
+        return await self._lanes.execute(_pack(*args))
+
+    async def close(self) -> None:
+        """Close the connections of this object's own."""
+        if self._lanes is not None:
+            await self._lanes.close()
+
+
+def _closed_by_server(conn: AbstractConnection) -> bool:
+    """Whether the server closed this idle connection (its reader saw the end)."""
+    reader = getattr(conn, "_reader", None)
+    return isinstance(reader, asyncio.StreamReader) and reader.at_eof()
+
+
+def _head(src: Source, keys: Sequence[str]) -> bytes:
+    """EVALSHA, the script's SHA and its keys, packed: all of a call but its arguments."""
+    parts = [b"*%d\r\n" % (3 + len(keys) + len(src.argv)), bulk("EVALSHA"),
+             bulk(sha1(src.text)), bulk(len(keys))]
+    parts.extend(bulk(key) for key in keys)
+    return b"".join(parts)
+
+
+class Lanes:
+    """Connections of a single Redis for packed commands, each used by one call at a time.
+
+    A call takes an idle connection (or opens one), so concurrent calls never wait for
+    each other. The connections are the client's kind (TCP, TLS, Unix socket; its
+    credentials and database) without a socket timeout: one `asyncio.timeout` bounds a
+    whole call instead (connecting, sending and reading), which costs less than redis-py's
+    per-read timers. A connection that fails or is cancelled mid-call is disconnected by
+    redis-py, and connects again on its next use.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        pool = client.connection_pool
+        self._client = client
+        self._make = functools.partial(
+            pool.connection_class, **{**pool.connection_kwargs, "socket_timeout": None}
+        )
+        self._timeout: float | None = pool.connection_kwargs.get("socket_timeout")
+        self._idle: list[AbstractConnection] = []
+        self._all: set[AbstractConnection] = set()
+
+    async def execute(self, packed: bytes) -> Any:
+        """Send one packed command and return its reply (a ResponseError raised)."""
+        conn = self._idle.pop() if self._idle else self._open()
+        try:
+            async with asyncio.timeout(self._timeout):
+                if _closed_by_server(conn):
+                    await conn.disconnect()  # e.g. a restart: connect again, nothing was sent
+                await conn.send_packed_command(packed, check_health=False)
+                return await conn.read_response()
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException as exc:
+            await conn.disconnect(nowait=True)  # a reply may still be on its way
+            if not isinstance(exc, asyncio.CancelledError):
+                await self._forget_idle()
+            raise
+        finally:
+            if conn in self._all:  # else closed meanwhile
+                self._idle.append(conn)
+
+    async def _forget_idle(self) -> None:
+        """After a failed call: the idle connections, ours and the client's, most likely
+        failed with it (a restart, a failover): let their next use connect afresh."""
+        for conn in self._idle:
+            await conn.disconnect(nowait=True)
+        await self._client.connection_pool.disconnect(inuse_connections=False)
+
+    async def evalsha(self, packed: bytes, text: str) -> Any:
+        """Run a packed EVALSHA, loading its script first when Redis lacks it."""
+        try:
+            return await self.execute(packed)
+        except redis.exceptions.NoScriptError:
+            await self.execute(_pack("SCRIPT", "LOAD", text))
+            return await self.execute(packed)
+
+    def _open(self) -> AbstractConnection:
+        conn: AbstractConnection = self._make()
+        self._all.add(conn)
+        return conn
+
+    async def close(self) -> None:
+        """Disconnect every connection (a later call opens new ones)."""
+        conns, self._all, self._idle = self._all, set(), []
+        for conn in conns:
+            await conn.disconnect()
 
 
 class SyncScripts:

@@ -20,7 +20,7 @@ from typing import Final
 
 from corral import clock
 
-POLL_SECONDS: Final = 0.002
+POLL_SECONDS: Final = 0.001
 """How often the poller reads `data_version` while someone waits."""
 LINGER_SECONDS: Final = 2.0
 """How long a poller without waiters keeps its connection before it stops."""

@@ -59,11 +59,13 @@ _DROP_PENDING: Final = """
     WHERE queue = ? AND id = ? AND state = 'waiting-children'
     RETURNING rowid, lifo, run_at, pending_children
 """
-_TRIM_BY_COUNT: Final = {
+_FINISHED_COUNT: Final = "SELECT jobs FROM finished_counts WHERE queue = ? AND state = ?"
+# The oldest `?2` jobs of the state: those past the newest N, when it holds N + ?2.
+_TRIM_OLDEST: Final = {
     state: f"""
         DELETE FROM jobs WHERE rowid IN (
             SELECT rowid FROM jobs WHERE queue = ? AND state = '{state}'
-            ORDER BY finished_at DESC, rowid DESC LIMIT -1 OFFSET ?
+            ORDER BY finished_at, rowid LIMIT ?
         ) RETURNING {DELETED}
     """
     for state in ("completed", "failed")
@@ -91,30 +93,18 @@ _REMOVE_AT_ONCE: Final = {
 }
 
 
+_STATES: Final = {state.value: state for state in JobState}
+
+
 def to_record(row: Sequence[Any]) -> JobRecord:
     """A record from a row selected as `JOB_COLUMNS`."""
+    # Positional, in JobRecord's field order: this runs for every job claimed.
     return JobRecord(
-        id=row[0],
-        name=row[1],
-        data=row[2],
-        options=row[3],
-        state=JobState(row[4]),
-        priority=row[5],
-        attempts_made=row[6],
-        stalled_count=row[7],
-        progress=row[8],
-        return_value=row[9],
-        failed_reason=row[10],
-        stacktrace=row[11],
-        created_at=row[12],
-        processed_at=row[13],
-        finished_at=row[14],
-        run_at=row[15],
-        tags=decode_tags(row[16]),
-        group=row[17],
-        parent=None if row[18] is None else ParentRef(row[18], row[19], bool(row[20])),
-        pending_children=row[21] or 0,
-        lock_token=row[22],
+        row[0], row[1], row[2], row[3], _STATES[row[4]], row[5], row[6], row[7], row[8],
+        row[9], row[10], row[11], row[12], row[13], row[14], row[15],
+        () if row[16] == "[]" else tuple(orjson.loads(row[16])), row[17], row[22],
+        None if row[18] is None else ParentRef(row[18], row[19], bool(row[20])),
+        row[21] or 0,
     )
 
 
@@ -275,8 +265,11 @@ def trim(
     """Apply one retention rule to every job of the queue in `state`; return ids removed."""
     removed: list[str] = []
     if keep.count is not None and keep.count > 0:
-        params = (queue, keep.count)
-        removed += delete_returning(conn, queue, _TRIM_BY_COUNT[state], params, now)
+        held = conn.execute(_FINISHED_COUNT, (queue, state)).fetchone()
+        excess = (0 if held is None else held[0]) - keep.count
+        if excess > 0:
+            params = (queue, excess)
+            removed += delete_returning(conn, queue, _TRIM_OLDEST[state], params, now)
     if keep.age_ms is not None:
         params = (queue, now - keep.age_ms)
         removed += delete_returning(conn, queue, _TRIM_BY_AGE[state], params, now)

@@ -225,6 +225,49 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE UNIQUE INDEX job_children_child"
         " ON job_children (child_queue, child_id, parent_queue, parent_id)",
     ),
+    (  # 7: how many jobs each queue holds in each finished state, kept by triggers
+        # Retention by count then deletes just the excess, oldest first, instead of
+        # walking past the N newest entries of the state's index on every settle.
+        """
+        CREATE TABLE finished_counts (
+            queue TEXT NOT NULL,
+            state TEXT NOT NULL,
+            jobs INTEGER NOT NULL,
+            PRIMARY KEY (queue, state)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO finished_counts (queue, state, jobs)
+        SELECT queue, state, count(*) FROM jobs WHERE state IN ('completed', 'failed')
+        GROUP BY queue, state
+        """,
+        """
+        CREATE TRIGGER finished_counts_insert AFTER INSERT ON jobs
+        WHEN new.state IN ('completed', 'failed') BEGIN
+            INSERT INTO finished_counts (queue, state, jobs) VALUES (new.queue, new.state, 1)
+            ON CONFLICT (queue, state) DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+        """
+        CREATE TRIGGER finished_counts_delete AFTER DELETE ON jobs
+        WHEN old.state IN ('completed', 'failed') BEGIN
+            UPDATE finished_counts SET jobs = jobs - 1
+            WHERE queue = old.queue AND state = old.state;
+        END
+        """,
+        """
+        CREATE TRIGGER finished_counts_update AFTER UPDATE OF state ON jobs
+        WHEN old.state IS NOT new.state
+            AND (old.state IN ('completed', 'failed') OR new.state IN ('completed', 'failed'))
+        BEGIN
+            UPDATE finished_counts SET jobs = jobs - 1
+            WHERE queue = old.queue AND state = old.state;
+            INSERT INTO finished_counts (queue, state, jobs)
+            SELECT new.queue, new.state, 1 WHERE new.state IN ('completed', 'failed')
+            ON CONFLICT (queue, state) DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

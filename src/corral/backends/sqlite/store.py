@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from corral import clock
-from corral.backends.sqlite import notify
+from corral.backends.sqlite import checkpoint, notify
 from corral.backends.sqlite.schema import migrate
 from corral.errors import BackendUnavailableError, InvalidOptionError
 
@@ -122,6 +122,8 @@ def connect(settings: Settings, *, shared: bool = False) -> Connection:
         # A checkpoint that finds no reader truncates the WAL to this size; without the
         # limit the file keeps its largest size for ever (seen at 20+ MiB for a 3 MiB store).
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        # Checkpoints run in a thread of their own (`checkpoint`) as well.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {checkpoint.SAFETY_PAGES}")
     except BaseException:
         conn.close()
         raise
@@ -201,6 +203,8 @@ class Store:
                     self._drop()
             raise
         woken, conn.touched = conn.touched, {}
+        if write and conn.total_changes != before:
+            checkpoint.committed(self.settings.path, self.settings.synchronous)
         if queue is not None and conn.total_changes != before:
             woken[queue] = woken.get(queue, False) or notify_waiters
         for name, work in woken.items():
