@@ -9,7 +9,9 @@
 It starts its own redis-server on a free loopback port (no persistence, noeviction), runs
 each workload for each system, repeat after repeat (so drift on a shared machine spreads over
 every system alike), and prints one Markdown table of medians with ratios against BullMQ-Node
-and huey-sqlite measured in the same run. Raw records go to run/results.jsonl.
+and huey-sqlite measured in the same run, then a second one of the redis-server CPU time each
+job cost the Redis-based systems, with ratios against BullMQ-Node. Raw records go to
+run/results.jsonl.
 
 Workloads (noop jobs with payload {"i": i}; the job body is adapters/common.py:done):
   add           N jobs added one call at a time, each awaited, from one producer    jobs/s
@@ -23,6 +25,14 @@ Workloads (noop jobs with payload {"i": i}; the job body is adapters/common.py:d
   delayed       idle worker; M jobs added 5 ms apart with delays of 50-500 ms:
                 start - (time before the add + delay); more than 1 ms below 0
                 counts as early (stores keep due times in whole ms)                 p50/p99 ms
+
+redis-server CPU per job (add, add-bulk, process-1, process-high; systems on Redis only):
+INFO cpu (used_cpu_sys + used_cpu_user) before and after the timed part, divided by N, in µs.
+For the adds that is the add calls themselves (for BullMQ-Node the whole Node producer run,
+its connection included); for the process workloads, from after the untimed adds until the
+driver sees all N done (worker start-up included, its shutdown not). The driver's own polling
+of the bench keys (one GET per 5 ms) counts too: up to ~20 µs per job at 1,000 jobs/s on a
+small VM, a few µs at 5,000 (see README.md).
 """
 
 from __future__ import annotations
@@ -56,6 +66,8 @@ SYSTEMS = ["bullmq-node", "bullmq-py", "huey-redis", "huey-sqlite", "rq", "arq",
            "dramatiq", "corral-redis", "corral-sqlite"]
 WORKLOADS = ["add", "add-bulk", "process-1", "process-high", "latency", "delayed"]
 REFERENCES = ("bullmq-node", "huey-sqlite")
+OFF_REDIS = ("huey-sqlite", "corral-sqlite")  # their jobs live in files: no Redis CPU figure
+CPU_WORKLOADS = ("add", "add-bulk", "process-1", "process-high")
 PIP_NAMES = {"bullmq-py": "bullmq", "huey-redis": "huey", "huey-sqlite": "huey", "rq": "rq",
              "arq": "arq", "saq": "saq", "celery": "celery", "dramatiq": "dramatiq",
              "corral-redis": "corral", "corral-sqlite": "corral"}
@@ -85,6 +97,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def redis_cpu(r: redis.Redis) -> float:
+    """CPU seconds (system + user) the bench redis-server has used so far."""
+    cpu = r.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+
 # -- one system ------------------------------------------------------------------------------
 
 
@@ -94,6 +112,7 @@ class System:
     def __init__(self, name: str, module: ModuleType, r: redis.Redis, loop: Any) -> None:
         self.name, self.ad, self.r, self.loop = name, module, r, loop
         self.external = hasattr(module, "external_enqueue")
+        self.on_redis = name not in OFF_REDIS
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         result = fn(*args)
@@ -118,10 +137,13 @@ class System:
             if hasattr(producer, "close"):
                 self.call(producer.close)
 
-    def enqueue(self, n: int, bulk: bool) -> float:
-        """Seconds to add n noop jobs, one call each or CHUNK per bulk call."""
+    def enqueue(self, n: int, bulk: bool) -> tuple[float, float]:
+        """Seconds to add n noop jobs, one call each or CHUNK per bulk call, and the
+        redis-server CPU seconds they took."""
         if self.external:
-            return float(self.ad.external_enqueue(n, bulk, CHUNK))
+            cpu = redis_cpu(self.r)
+            seconds = float(self.ad.external_enqueue(n, bulk, CHUNK))
+            return seconds, redis_cpu(self.r) - cpu
         with self.producer() as producer:
             if bulk:
                 calls = [(producer.add_bulk, [{"i": i} for i in range(k, min(n, k + CHUNK))])
@@ -130,16 +152,20 @@ class System:
                 calls = [(producer.add, {"i": i}) for i in range(n)]
             fn = calls[0][0] if calls else producer.add
             if inspect.iscoroutinefunction(fn):
-                async def timed() -> float:
+                async def timed() -> tuple[float, float]:
+                    cpu = redis_cpu(self.r)
                     started = time.perf_counter()
                     for add, arg in calls:
                         await add(arg)
-                    return time.perf_counter() - started
-                return float(self.loop.run_until_complete(timed()))
+                    seconds = time.perf_counter() - started
+                    return seconds, redis_cpu(self.r) - cpu
+                return self.loop.run_until_complete(timed())
+            cpu = redis_cpu(self.r)
             started = time.perf_counter()
             for add, arg in calls:
                 add(arg)
-            return time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            return seconds, redis_cpu(self.r) - cpu
 
     def spaced(self, delays: list[int | None]) -> None:
         """Add one job per entry, SPACING_MS apart: None = now (stamp t), ms = delayed (due)."""
@@ -228,24 +254,32 @@ def w_add(s: System, args: argparse.Namespace, bulk: bool) -> dict[str, Any]:
     if bulk and not s.ad.BULK:
         raise Skip("no bulk add")
     s.reset()
-    seconds = s.enqueue(args.n, bulk)
+    seconds, cpu = s.enqueue(args.n, bulk)
     s.expect_pending(args.n)
-    return {"value": args.n / seconds, "seconds": seconds}
+    return {"value": args.n / seconds, "seconds": seconds, **cpu_per_job(s, cpu, args.n)}
+
+
+def cpu_per_job(s: System, cpu_seconds: float, n: int) -> dict[str, float]:
+    """The redis-server CPU figure of a record, for the systems whose jobs live in Redis."""
+    return {"redis_cpu_us_per_job": cpu_seconds * 1e6 / n} if s.on_redis else {}
 
 
 def w_process(s: System, args: argparse.Namespace, concurrency: int) -> dict[str, Any]:
     s.reset()
     s.enqueue(args.n, bool(s.ad.BULK))
     s.expect_pending(args.n)
+    cpu = redis_cpu(s.r)  # after the adds, which are not timed either
     spawned = time.time()
     worker = s.start_worker(concurrency, args.n, f"process-{concurrency}")
     try:
         ended = s.wait_done(args.n, worker, args.timeout)
+        cpu = redis_cpu(s.r) - cpu  # before the worker's shutdown, which is not timed
     finally:
         stop_worker(worker)
     first = float(s.r.get("bench:first") or 0)
     return {"value": args.n / (ended - first), "seconds": ended - first,
-            "concurrency": concurrency, "startup_s": first - spawned}
+            "concurrency": concurrency, "startup_s": first - spawned,
+            **cpu_per_job(s, cpu, args.n)}
 
 
 def w_timed(s: System, args: argparse.Namespace, delayed: bool) -> dict[str, Any]:
@@ -330,6 +364,19 @@ def cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -
     return f"{got['value']:,.0f} ({' · '.join(ratios)})"
 
 
+def cpu_cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -> str:
+    got = m.get((system, workload))
+    if got is None:
+        return "-"
+    if "value" not in got:
+        return f"n/a ({got['note']})"
+    if "redis_cpu_us_per_job" not in got:
+        return "-"
+    base = m.get((REFERENCES[0], workload), {}).get("redis_cpu_us_per_job")
+    ratio = f"{got['redis_cpu_us_per_job'] / base:.2f}×" if base else "–"
+    return f"{got['redis_cpu_us_per_job']:.1f} ({ratio})"
+
+
 def table(records: list[dict[str, Any]], systems: list[str], args: argparse.Namespace) -> str:
     m = medians(records)
     heads = {"add": "add, 1 per call (jobs/s)", "add-bulk": f"add bulk, {CHUNK} per call",
@@ -340,6 +387,23 @@ def table(records: list[dict[str, Any]], systems: list[str], args: argparse.Name
              "|---|" + "---|" * len(cols)]
     for system in systems:
         lines.append(f"| {system} | " + " | ".join(cell(m, system, w) for w in cols) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(records: list[dict[str, Any]], systems: list[str],
+              args: argparse.Namespace) -> str | None:
+    """redis-server µs per job of the systems on Redis; None when nothing was measured."""
+    m = medians(records)
+    heads = {"add": "add, 1 per call (µs/job)", "add-bulk": f"add bulk, {CHUNK} per call",
+             "process-1": "process c=1", "process-high": f"process c={args.high}"}
+    cols = [w for w in CPU_WORKLOADS if w in args.workloads]
+    rows = [system for system in systems if system not in OFF_REDIS]
+    if not cols or not rows:
+        return None
+    lines = ["| system | " + " | ".join(heads[w] for w in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for system in rows:
+        lines.append(f"| {system} | " + " | ".join(cpu_cell(m, system, w) for w in cols) + " |")
     return "\n".join(lines)
 
 
@@ -427,6 +491,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.repeats} run(s); jobs/s cells: value (× {REFERENCES[0]} · × "
               f"{REFERENCES[1]}, same run)\n")
         print(table(records, list(systems), args))
+        cpu = cpu_table(records, list(systems), args)
+        if cpu:
+            print(f"\nredis-server CPU (system + user, INFO cpu) per job over the timed part, "
+                  f"µs, medians; cells: value (× {REFERENCES[0]}, same run; lower is less "
+                  f"work for Redis)\n")
+            print(cpu)
         print(f"\n{versions(r, list(systems))}; {os.cpu_count()} CPUs")
     finally:
         r.flushdb()
@@ -442,6 +512,8 @@ def run_one(system: System, workload: str, args: argparse.Namespace, rep: int) -
         value = rec["value"]
         shown = f"{value:,.0f} jobs/s" if "p50_ms" not in rec else (
             f"p50 {rec['p50_ms']:.2f} ms, p99 {rec['p99_ms']:.2f} ms")
+        if "redis_cpu_us_per_job" in rec:
+            shown += f", redis-server {rec['redis_cpu_us_per_job']:.1f} µs/job"
     except Skip as exc:
         rec.update(ok=False, note=str(exc))
         shown = f"n/a ({exc})"
