@@ -452,8 +452,11 @@ class JobOptions:
     @staticmethod
     @functools.lru_cache(maxsize=512)
     def from_stored(text: str) -> JobOptions:
-        """Options from stored JSON text; memoised, as many jobs share the same options."""
-        return JobOptions.from_json(orjson.loads(text))
+        """A job's effective options from their stored JSON text, which leaves out what
+        equals the library defaults; memoised, as many jobs share the same options."""
+        stored = JobOptions.from_json(orjson.loads(text))
+        stored._values = {**LIBRARY_DEFAULTS, **stored._values}
+        return stored
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobOptions) and self.to_json() == other.to_json()
@@ -469,6 +472,16 @@ class JobOptions:
 def options_to_json(values: Mapping[str, Any]) -> dict[str, JSON]:
     """The stored form of already validated options, by name."""
     return {name: _option_to_json(value) for name, value in values.items()}
+
+
+def stored_options(effective: Mapping[str, Any]) -> str:
+    """A job's effective options as stored with it: JSON text of those that differ from
+    the library defaults (most jobs store `{}`, which keeps every record small)."""
+    differing = {
+        name: value for name, value in effective.items()
+        if name not in LIBRARY_DEFAULTS or value != LIBRARY_DEFAULTS[name]
+    }
+    return orjson.dumps(options_to_json(differing)).decode()
 
 
 def _option_to_json(value: Any) -> JSON:

@@ -11,8 +11,6 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-import orjson
-
 from corral import codec
 from corral.backends import open_backend, redact, resolve_url
 from corral.backends.base import (
@@ -45,8 +43,8 @@ from corral.options import (
     check_int,
     check_label,
     check_queue_name,
-    options_to_json,
     parse_duration,
+    stored_options,
 )
 from corral.schedules import Schedule, ScheduleSpec, tick_job_id
 
@@ -103,7 +101,7 @@ class _Stored:
         out here)."""
         kept = {name: value for name, value in effective.items() if name not in _PER_JOB}
         return cls(
-            options=orjson.dumps(options_to_json(kept)).decode(),  # validated already
+            options=stored_options(kept),  # validated already
             priority=kept["priority"],
             lifo=kept["lifo"],
             tags=tuple(kept["tags"]),

@@ -90,9 +90,15 @@ class Model:
 
 
 def check_index(raw: redis.Redis) -> None:
-    """`gwaiting` holds one entry per waiting job, `groups` each group by its head."""
+    """`gwaiting` holds one entry per waiting job, `groups` each group by its head; a
+    queue that never had a grouped job keeps neither."""
     members = cast(list[bytes], raw.zrange(key("waiting"), 0, -1))
     waiting = [member.decode() for member in members]
+    if raw.hget(key("meta"), "grouped") != b"1":
+        assert not raw.exists(key("gwaiting"), key("groups"))
+        for job_id in waiting:
+            assert "group" not in json.loads(raw.hget(key("jobs"), job_id) or "")
+        return
     expected_entries: set[bytes] = set()
     heads: dict[bytes, int] = {}
     for job_id in waiting:
@@ -109,11 +115,14 @@ def check_index(raw: redis.Redis) -> None:
         assert score // STEP == heads[group], group
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 async def test_claims_follow_the_model(  # noqa: C901 - a walk through every operation
     backend: RedisBackend, raw: redis.Redis, seed: int
 ) -> None:
     rng = random.Random(seed)
+    # Half the walks add grouped jobs only from step 120 on: the index starts mid-way,
+    # with jobs waiting, delayed and active.
+    groups_from = 0 if seed % 2 else 120
     model = Model()
     tokens: dict[str, str] = {}
     now = T0
@@ -125,7 +134,7 @@ async def test_claims_follow_the_model(  # noqa: C901 - a walk through every ope
         )[0]
         if op == "add":
             job_id = f"j{step}"
-            group = rng.choice([None, "a", "b", "c", "é"])
+            group = rng.choice([None, "a", "b", "c", "é"]) if step >= groups_from else None
             priority = rng.choice([0, 0, 0, 1, -1])
             lifo = rng.random() < 0.2
             delayed = rng.random() < 0.15
@@ -174,6 +183,27 @@ async def test_claims_follow_the_model(  # noqa: C901 - a walk through every ope
             model.waiting.clear()
             model.served.clear()
         check_index(raw)
+
+
+async def test_a_queue_indexed_before_the_flag_existed_keeps_its_index(
+    backend: RedisBackend, raw: redis.Redis
+) -> None:
+    await add(backend, new_job("a1", group="a"), new_job("u1"), new_job("a2", group="a"))
+    raw.hdel(key("meta"), "grouped")  # as an older version left it, its index in place
+    await add(backend, new_job("u2"), new_job("b1", group="b"))
+    assert raw.hget(key("meta"), "grouped") == b"1"
+    check_index(raw)
+    assert ids(await claim(backend, 5)) == ["u1", "a1", "b1", "u2", "a2"]
+
+
+async def test_an_empty_queue_without_the_flag_starts_without_an_index(
+    backend: RedisBackend, raw: redis.Redis
+) -> None:
+    raw.hset(key("meta"), "n", 0)  # a queue that exists, with nothing waiting
+    await add(backend, new_job("u1"), new_job("u2"))
+    assert raw.hget(key("meta"), "grouped") == b"0"
+    check_index(raw)
+    assert ids(await claim(backend, 5)) == ["u1", "u2"]
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -226,15 +226,19 @@ async def test_one_group_alone_takes_the_bulk_claim(
 ) -> None:
     await add(backend, new_job("p1", priority=1), new_job("a"), new_job("b"))
     await add(backend, new_job("lifo", lifo=True), now=T0 + 1)
-    assert raw.zrange(key("groups"), 0, -1, withscores=True) == [(b"", 0)]
+    # Without a grouped job the queue keeps no group index: `waiting` is the order.
+    assert raw.exists(key("gwaiting"), key("groups")) == 0
+    assert raw.hget(key("meta"), "grouped") == b"0"
     assert ids(await claim(backend, 3)) == ["lifo", "a", "b"]
-    # The group's head moved to priority 1; no turn was taken.
-    assert raw.zrange(key("groups"), 0, -1, withscores=True) == [(b"", 2**32)]
     assert raw.hget(key("meta"), "turn") is None
+    await add(backend, new_job("c"), *grouped("A", 3))  # the index starts, "c" in it
+    assert raw.hget(key("meta"), "grouped") == b"1"
+    assert raw.zrange(key("groups"), 0, -1, withscores=True) == [(b"", 0), (b"A", 0)]
+    assert ids(await claim(backend, 4)) == ["c", "A1", "A2", "A3"]
     assert ids(await claim(backend, 3)) == ["p1"]
-    await add(backend, *grouped("A", 3))  # one named group alone: the same
-    assert ids(await claim(backend, 2)) == ["A1", "A2"]
-    assert raw.hget(key("meta"), "turn") is None
+    await add(backend, *grouped("B", 3))  # one named group alone: one bulk claim
+    assert ids(await claim(backend, 2)) == ["B1", "B2"]
+    assert raw.zrange(key("groups"), 0, -1, withscores=True) == [(b"B", 0)]
     assert raw.exists(key("starts"), key("gactive")) == 0  # no limit needs them
 
 

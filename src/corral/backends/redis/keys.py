@@ -19,7 +19,7 @@ PARTS: Final = (
     "meta",  # hash: paused, hold_until, config, config_version, seq, lseq, n, fseq, turn,
     # and the limits: rate_limit, rate_per_ms, concurrency, group_rate_limit,
     # group_rate_per_ms, group_concurrency (absent: no limit), events (the level: all,
-    # final or off; absent: final)
+    # final or off; absent: final), grouped (1 once the group index is kept)
     "jobs",  # hash: job id -> JSON record
     "data",  # hash: job id -> data JSON text
     "waiting",  # sorted set: priority * 2^32 + seq
@@ -35,7 +35,8 @@ PARTS: Final = (
     "ticks",  # sorted set: schedule id by next_run ms (schedules that have one)
     "workers",  # hash: worker id -> JSON record {info, started_at, heartbeat_at}
     "worker_expiry",  # sorted set: worker id by expires_at ms
-    # Fair groups: `_lib.lua` keeps these two in step with `waiting`.
+    # Fair groups: `_lib.lua` keeps these two in step with `waiting` from a queue's first
+    # grouped job on (meta `grouped` = 1; before it, 0 and both empty).
     "gwaiting",  # sorted set at score 0, by member: "<group>\0<position>\0<id>", every waiting job
     "groups",  # sorted set: each group with waiting jobs, by head priority * 2^32 + served turn
     "gactive",  # hash: group -> active jobs (kept while group_concurrency is set)

@@ -21,8 +21,9 @@
   alone will free one (a rate window slides), the claim reports when.
 
   Cost, n waiting jobs, g groups with waiting jobs:
-    - one group waiting (every queue without groups): one bulk ZPOPMIN of `gwaiting` and
-      one batch ZREM of `waiting`, O(k log n) for k jobs, whatever the limits;
+    - a queue that never had a grouped job: one bulk ZPOPMIN of `waiting`, O(k log n) for
+      k jobs, whatever the limits; one group waiting in a queue with the group index: one
+      bulk ZPOPMIN of `gwaiting` and one batch ZREM of `waiting`;
     - several groups: per job claimed O(log n + log g) (the first group in `groups`, its
       two first entries in `gwaiting`, the moves); per group its limits hold back, O(log n)
       once per call (held groups stay first in `groups` during a call, so the scan
@@ -165,39 +166,6 @@ end
 
 -- -- the group index ------------------------------------------------------------------
 
--- Rebuild `gwaiting` and `groups` from `waiting`, keeping served turns: for a queue
--- written before groups existed (or any drift). O(n), once.
-local function index_waiting(Q)
-  local served = {}
-  local rotation = redis.call('ZRANGE', Q.groups, 0, -1, 'WITHSCORES')
-  for i = 1, #rotation, 2 do
-    local _
-    _, served[rotation[i]] = rotation_parts(tonumber(rotation[i + 1]))
-  end
-  redis.call('DEL', Q.gwaiting, Q.groups)
-  known_heads[Q.groups] = nil
-  local ids = redis.call('ZRANGE', Q.waiting, 0, -1)
-  local stored = hmget_many(Q.jobs, ids)
-  local entries, heads = {}, {}
-  for i, id in ipairs(ids) do
-    if stored[i] then
-      local rec = cjson.decode(stored[i])
-      local group = group_of(rec)
-      entries[#entries + 1] = 0
-      entries[#entries + 1] = waiting_entry(group, rec, id)
-      if not heads[group] or rec.priority < heads[group] then
-        heads[group] = rec.priority
-      end
-    else
-      redis.call('ZREM', Q.waiting, id)
-    end
-  end
-  batch('ZADD', Q.gwaiting, entries)
-  for group, priority in pairs(heads) do
-    redis.call('ZADD', Q.groups, priority * PRIORITY_STEP + (served[group] or 0), group)
-  end
-end
-
 -- Renumber the served turns 1..k in their order (never served stays 0); the new turn.
 local function renumber_turns(Q)
   local rotation = redis.call('ZRANGE', Q.groups, 0, -1, 'WITHSCORES')
@@ -222,10 +190,18 @@ end
 
 -- -- claiming -------------------------------------------------------------------------
 
--- Up to `count` jobs of the only group with waiting jobs, in one pop of its entries.
-local function take_in_order(C, group, count)
-  local popped = redis.call('ZPOPMIN', C.Q.gwaiting, count)
+-- Up to `count` jobs of the only group with waiting jobs, in one pop of its entries (of
+-- `waiting` itself in a queue without the group index).
+local function take_in_order(C, group, count, indexed)
   local ids = {}
+  if not indexed then
+    local popped = redis.call('ZPOPMIN', C.Q.waiting, count)
+    for i = 1, #popped, 2 do
+      ids[#ids + 1] = popped[i]
+    end
+    return ids
+  end
+  local popped = redis.call('ZPOPMIN', C.Q.gwaiting, count)
   for i = 1, #popped, 2 do
     ids[#ids + 1] = entry_id(group, popped[i])
   end
@@ -333,12 +309,16 @@ local function claim_jobs(C, claim, lock_until, worker_id, reply)
   if waiting == 0 then
     return 0, nil, false -- an idle look stays read-only
   end
-  local rotation = redis.call('ZRANGE', Q.groups, 0, 1, 'WITHSCORES')
-  if #rotation == 0 or redis.call('ZCARD', Q.gwaiting) ~= waiting then
-    index_waiting(Q)
+  local indexed = uses_groups(Q)
+  local rotation = {UNGROUPED}
+  if indexed then
     rotation = redis.call('ZRANGE', Q.groups, 0, 1, 'WITHSCORES')
-    if #rotation == 0 then
-      return 0, nil, false -- `waiting` named only jobs no longer stored
+    if #rotation == 0 or redis.call('ZCARD', Q.gwaiting) ~= waiting then
+      index_waiting(Q)
+      rotation = redis.call('ZRANGE', Q.groups, 0, 1, 'WITHSCORES')
+      if #rotation == 0 then
+        return 0, nil, false -- `waiting` named only jobs no longer stored
+      end
     end
   end
   local cap = nil -- what the queue's limits let start, nil: any number
@@ -367,9 +347,11 @@ local function claim_jobs(C, claim, lock_until, worker_id, reply)
     if cap and cap <= 0 then
       return 0, group_frees(C, {group}), false
     end
-    local ids = take_in_order(C, group, least(cap, claim))
+    local ids = take_in_order(C, group, least(cap, claim), indexed)
     claimed = lock_jobs(C, ids, lock_until, worker_id, reply)
-    refresh_group(Q, group, tonumber(rotation[2]))
+    if indexed then
+      refresh_group(Q, group, tonumber(rotation[2]))
+    end
   end
   return claimed, hold, claimed == claim and (cap == nil or cap > claimed)
 end

@@ -10,14 +10,18 @@
     active            lock_until ms
     completed/failed  finished_at ms + (finish counter mod 1024) / 1024, newest last
 
-  Fair groups. Every waiting job is also in `gwaiting`, at score 0 as
+  Fair groups. Once a queue has had a grouped job (meta `grouped` = 1), every waiting job
+  is also in `gwaiting`, at score 0 as
   "<group>\0<priority><seq>\0<id>" (fixed-width hex), so each group's jobs are one range in
   claim order and its head is one ZRANGEBYLEX away. The group of ungrouped jobs is "" (as
   on SQLite), which sorts before every named group. `groups` holds each group
   with waiting jobs, scored head priority * 2^32 + served (the round-robin turn at which it
   last had a job claimed, 0 when it joined), so the group to serve next is the first one
   (ties by name). The helpers below keep `waiting`, `gwaiting` and `groups` in step: any
-  script that moves a job into or out of `waiting` has all three in Q.
+  script that moves a job into or out of `waiting` has all three and meta in Q. Until its
+  first grouped job a queue keeps no index (`grouped` = 0): all its jobs are in the one
+  group "", `waiting` alone gives their order, and the index would only cost time and
+  memory on every job.
 
   One script call may touch several queues (a flow child's parent, see `_flows.lua`), so
   whatever a helper remembers during a call is kept per queue, by one of its keys.
@@ -148,11 +152,90 @@ local function refresh_group(Q, group, score)
   redis.call('ZADD', Q.groups, priority * PRIORITY_STEP + served, group)
 end
 
+-- HMGET in slices: unpack() cannot spread thousands of arguments.
+local function hmget_many(key, fields)
+  local values = {}
+  for first = 1, #fields, 1000 do
+    local slice = redis.call('HMGET', key, unpack(fields, first, math.min(#fields, first + 999)))
+    for i = 1, #slice do
+      values[first + i - 1] = slice[i]
+    end
+  end
+  return values
+end
+
+-- Run `command key member...` over many members (or score/member or field/value pairs),
+-- in slices that keep pairs together.
+local function batch(command, key, members)
+  for first = 1, #members, 1000 do
+    redis.call(command, key, unpack(members, first, math.min(#members, first + 999)))
+  end
+end
+
+-- Rebuild `gwaiting` and `groups` from `waiting`, keeping served turns: when a queue
+-- starts grouping (or after any drift). O(n), once.
+local function index_waiting(Q)
+  local served = {}
+  local rotation = redis.call('ZRANGE', Q.groups, 0, -1, 'WITHSCORES')
+  for i = 1, #rotation, 2 do
+    local _
+    _, served[rotation[i]] = rotation_parts(tonumber(rotation[i + 1]))
+  end
+  redis.call('DEL', Q.gwaiting, Q.groups)
+  known_heads[Q.groups] = nil
+  local ids = redis.call('ZRANGE', Q.waiting, 0, -1)
+  local stored = hmget_many(Q.jobs, ids)
+  local entries, heads = {}, {}
+  for i, id in ipairs(ids) do
+    if stored[i] then
+      local rec = cjson.decode(stored[i])
+      local group = group_of(rec)
+      entries[#entries + 1] = 0
+      entries[#entries + 1] = waiting_entry(group, rec, id)
+      if not heads[group] or rec.priority < heads[group] then
+        heads[group] = rec.priority
+      end
+    else
+      redis.call('ZREM', Q.waiting, id)
+    end
+  end
+  batch('ZADD', Q.gwaiting, entries)
+  for group, priority in pairs(heads) do
+    redis.call('ZADD', Q.groups, priority * PRIORITY_STEP + (served[group] or 0), group)
+  end
+end
+
+-- Whether the queue keeps the group index, per queue (by its meta key) for this call. A
+-- queue written before the `grouped` flag existed had an index whenever jobs waited.
+local grouping = {}
+local function uses_groups(Q)
+  local on = grouping[Q.meta]
+  if on == nil then
+    local flag = redis.call('HGET', Q.meta, 'grouped')
+    if not flag then
+      flag = redis.call('EXISTS', Q.gwaiting) == 1 and '1' or '0'
+      redis.call('HSET', Q.meta, 'grouped', flag)
+    end
+    on = flag == '1'
+    grouping[Q.meta] = on
+  end
+  return on
+end
+
 -- Into `waiting` at the job's stored position (released and stalled jobs keep theirs).
 local function enqueue(Q, id, rec)
   rec.state = 'waiting'
-  redis.call('ZADD', Q.waiting, rec.priority * PRIORITY_STEP + rec.seq, id)
   local group = group_of(rec)
+  if not uses_groups(Q) then
+    if group == UNGROUPED then
+      redis.call('ZADD', Q.waiting, rec.priority * PRIORITY_STEP + rec.seq, id)
+      return
+    end
+    index_waiting(Q) -- before this job joins `waiting`: its record may not be saved yet
+    redis.call('HSET', Q.meta, 'grouped', '1')
+    grouping[Q.meta] = true
+  end
+  redis.call('ZADD', Q.waiting, rec.priority * PRIORITY_STEP + rec.seq, id)
   redis.call('ZADD', Q.gwaiting, 0, waiting_entry(group, rec, id))
   local heads = heads_of(Q)
   local known = heads[group]
@@ -175,36 +258,18 @@ end
 
 -- Out of `waiting` (the caller changes the job's state and saves it).
 local function unwait(Q, id, rec)
-  local group = group_of(rec)
   redis.call('ZREM', Q.waiting, id)
-  redis.call('ZREM', Q.gwaiting, waiting_entry(group, rec, id))
-  refresh_group(Q, group)
+  if uses_groups(Q) then
+    local group = group_of(rec)
+    redis.call('ZREM', Q.gwaiting, waiting_entry(group, rec, id))
+    refresh_group(Q, group)
+  end
 end
 
 -- To the back of `waiting` (the front for LIFO jobs). The caller saves the record.
 local function to_waiting(Q, id, rec)
   rec.seq = next_seq(Q, rec.lifo)
   enqueue(Q, id, rec)
-end
-
--- HMGET in slices: unpack() cannot spread thousands of arguments.
-local function hmget_many(key, fields)
-  local values = {}
-  for first = 1, #fields, 1000 do
-    local slice = redis.call('HMGET', key, unpack(fields, first, math.min(#fields, first + 999)))
-    for i = 1, #slice do
-      values[first + i - 1] = slice[i]
-    end
-  end
-  return values
-end
-
--- Run `command key member...` over many members (or score/member or field/value pairs),
--- in slices that keep pairs together.
-local function batch(command, key, members)
-  for first = 1, #members, 1000 do
-    redis.call(command, key, unpack(members, first, math.min(#members, first + 999)))
-  end
 end
 
 -- Flows (see `_flows.lua`, which defines it): tell a deleted child's parent that the
@@ -252,6 +317,9 @@ end
 
 -- Take waiting jobs out of the group index, whose records `stored` holds.
 local function unwait_many(Q, ids, stored)
+  if not uses_groups(Q) then
+    return
+  end
   local entries, touched, groups = {}, {}, {}
   for i, id in ipairs(ids) do
     if stored[i] then
@@ -315,7 +383,9 @@ local function delete_many(Q, state, ids, all)
   batch('ZREM', Q[state], ids)
   batch('HDEL', Q.jobs, ids)
   batch('HDEL', Q.data, ids)
-  batch('HDEL', Q.logs, ids)
+  if redis.call('EXISTS', Q.logs) == 1 then -- most queues keep no logs: spare the calls
+    batch('HDEL', Q.logs, ids)
+  end
   batch('ZREM', Q.tags, tagged)
   batch('HDEL', Q.deps, fields)
   for _, item in ipairs(children) do
