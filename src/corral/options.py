@@ -399,6 +399,10 @@ class JobOptions:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> JobOptions:
         """Options from keyword names (HTTP bodies, stored JSON); unknown names are refused."""
+        if not options:  # most jobs give none: spare building and checking them all
+            empty = cls.__new__(cls)
+            empty._values = {}
+            return empty
         unknown = set(options) - OPTION_NAMES
         if unknown:
             raise InvalidOptionError(f"unknown job options: {', '.join(sorted(unknown))}")

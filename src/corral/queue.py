@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -343,7 +343,7 @@ class Queue:
             stored = _Stored.of(effective)
         delay, run_at, dedupe = timing.get("delay"), timing.get("run_at"), own.get("dedupe")
         return NewJob(
-            id=own.get("job_id") or job_id or uuid.uuid4().hex,
+            id=own.get("job_id") or job_id or secrets.token_hex(16),
             name=spec.name,
             data=data,
             options=stored.options,
@@ -597,7 +597,7 @@ def _flow_nodes(queue: str, root: JobSpec) -> list[_FlowNode]:
         given = spec.options.given()
         if given.get("dedupe") is not None:
             raise InvalidOptionError(f"{path}: dedupe does not apply to a flow's jobs")
-        job_id = given.get("job_id") or uuid.uuid4().hex
+        job_id = given.get("job_id") or secrets.token_hex(16)
         if (queue, job_id) in seen:
             raise InvalidOptionError(f"{path}: job id {job_id!r} appears twice in {queue!r}")
         seen.add((queue, job_id))

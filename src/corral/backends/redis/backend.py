@@ -290,11 +290,7 @@ class RedisBackend:
         if summary.get("stale"):
             return AddResult([], now, stale_config=True)
         await self._register(queue)
-        stored = [
-            (records.to_record(reply[i + 1], reply[i + 2], reply[i + 3]), bool(reply[i]))
-            for i in range(1, len(reply), 4)
-        ]
-        return AddResult(stored, now)
+        return AddResult(records.added(jobs, reply, now), now)
 
     async def add_flow(
         self, jobs: Sequence[FlowJob], config_versions: Mapping[str, int], now_ms: int | None

@@ -75,6 +75,29 @@ def to_record(job_id: bytes | str, raw: bytes | str, data: bytes | str | None) -
     )
 
 
+def created(job: NewJob, state: bytes | str, now: int) -> JobRecord:
+    """The record of a job add.lua has just written, from what the caller sent it."""
+    run_at = job.run_at_ms
+    if job.delay_ms:
+        run_at = now + job.delay_ms
+    return JobRecord(
+        job.id, job.name, job.data, job.options, _STATES[text(state)], job.priority, 0, 0,
+        None, None, None, None, now, None, None, run_at, job.tags, job.group,
+        parent=job.parent,
+    )
+
+
+def added(jobs: Sequence[NewJob], reply: Sequence[Any], now: int) -> list[tuple[JobRecord, bool]]:
+    """Each job of an add.lua reply with whether it was created (see its Output)."""
+    out = []
+    for job, i in zip(jobs, range(1, len(reply), 4), strict=True):
+        if reply[i]:
+            out.append((created(job, reply[i + 2], now), True))
+        else:
+            out.append((to_record(reply[i + 1], reply[i + 2], reply[i + 3]), False))
+    return out
+
+
 def child(raw: bytes | str) -> ChildRecord:
     """A parent's record of one child, from its stored JSON {q, id, s, rv, fr}."""
     stored = orjson.loads(raw)

@@ -24,8 +24,10 @@
                              dedupe: {key, ttl, replace}}
 
   Output:
-    {summary, created, id, record, data, ...}: summary is JSON {now, stale}; then per job
-    in input order 1 (written) or 0 (an id still stored, or a dedupe survivor: that job).
+    {summary, created, id, x, y, ...}: summary is JSON {now, stale}; then per job in input
+    order either 1 (written), its id, its state and nil (the caller knows the rest of a new
+    job: sending its record back would cost more than writing it), or 0 (an id still stored,
+    or a dedupe survivor), that job's id, record and data.
     Stale settings: {summary} alone, nothing written.
 
   Wakes: the marker, when a job was written.
@@ -56,8 +58,14 @@ for index, job in ipairs(jobs) do
   local created, id, raw, data, wrote = add_job(Q, job, order + index, now, E)
   reply[#reply + 1] = created
   reply[#reply + 1] = id
-  reply[#reply + 1] = raw
-  reply[#reply + 1] = data
+  if created == 1 then
+    local run_at = due_at(job, now)
+    reply[#reply + 1] = (run_at and run_at > now) and 'delayed' or 'waiting'
+    reply[#reply + 1] = false
+  else
+    reply[#reply + 1] = raw
+    reply[#reply + 1] = data
+  end
   written = written or wrote
 end
 if written then
