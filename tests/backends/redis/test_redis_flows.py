@@ -5,7 +5,7 @@ tests/backends/protocol/test_flows.py)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -21,7 +21,7 @@ from corral.backends.base import (
     Release,
     Retention,
 )
-from corral.backends.redis import RedisBackend
+from corral.backends.redis import RedisBackend, records
 from corral.backends.redis.keys import HASH_TAGS, REGISTRY, queue_keys
 from corral.errors import InvalidOptionError
 from tests.backends.protocol.support import LOCK_MS, T0, add, claim, ids, new_job
@@ -51,7 +51,7 @@ async def complete_all(backend: RedisBackend, queue: str = "q", now: int = T0 + 
 
 def stored(raw: redis.Redis, queue: str, job_id: str, tag: str | None = None) -> Any:
     found = raw.hget(queue_keys(queue, tag)["jobs"], job_id)
-    return None if found is None else json.loads(found)
+    return None if found is None else records.decode(cast(bytes, found))
 
 
 # -- hash tags --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ ago (ties by name, the ungrouped group "" first), then FIFO with LIFO jobs first
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from typing import cast
@@ -18,7 +17,7 @@ import pytest
 import redis
 
 from corral.backends.base import Complete, Limits, Release
-from corral.backends.redis import RedisBackend
+from corral.backends.redis import RedisBackend, records
 from tests.backends.protocol.support import LOCK_MS, T0, add, claim, ids, new_job
 
 UNGROUPED = ""
@@ -97,12 +96,12 @@ def check_index(raw: redis.Redis) -> None:
     if raw.hget(key("meta"), "grouped") != b"1":
         assert not raw.exists(key("gwaiting"), key("groups"))
         for job_id in waiting:
-            assert "group" not in json.loads(raw.hget(key("jobs"), job_id) or "")
+            assert "group" not in records.decode(cast(bytes, raw.hget(key("jobs"), job_id)))
         return
     expected_entries: set[bytes] = set()
     heads: dict[bytes, int] = {}
     for job_id in waiting:
-        rec = json.loads(raw.hget(key("jobs"), job_id) or "")
+        rec = records.decode(cast(bytes, raw.hget(key("jobs"), job_id)))
         group = stored_name(rec.get("group") or UNGROUPED)
         position = f"{rec['priority'] + 2**21:06x}{rec['seq'] + 2**40:011x}"
         expected_entries.add(group + f"\0{position}\0{job_id}".encode())
@@ -234,7 +233,7 @@ async def test_active_counts_per_group_stay_exact(
             held.clear()
         active: dict[bytes, int] = {}
         for active_id in cast(list[bytes], raw.zrange(key("active"), 0, -1)):
-            rec = json.loads(cast(bytes, raw.hget(key("jobs"), active_id)) or "")
+            rec = records.decode(cast(bytes, raw.hget(key("jobs"), active_id)))
             active_group = stored_name(rec.get("group") or UNGROUPED)
             active[active_group] = active.get(active_group, 0) + 1
         assert {g: int(n) for g, n in raw.hgetall(key("gactive")).items()} == active

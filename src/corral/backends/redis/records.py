@@ -1,8 +1,9 @@
 """Translation between the protocol's records and what the scripts store and return.
 
-A job is stored as one JSON record (encoded by Lua's cjson) in the queue's `jobs` hash,
-with its data in the `data` hash. Data, options, progress and return values stay JSON
-*text* inside the record, so cjson never re-encodes a user's numbers.
+A job is stored as one MessagePack map (encoded by Lua's cmsgpack; a JSON record written
+by an earlier version reads the same) in the queue's `jobs` hash, with its data in the
+`data` hash. Data, options, progress and return values stay JSON *text* inside the
+record, so the scripts never re-encode a user's numbers.
 
 Flows (see `lua/_flows.lua`): a child's record holds `parent` {q, id, p, n, ig} (the
 parent's queue, id and key prefix, the child's place among its children, and ig: its
@@ -12,8 +13,9 @@ failure is ignored); a parent's holds `kids` (children added) and `pending`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import msgpack
 import orjson
 
 from corral.backends.base import (
@@ -59,9 +61,16 @@ def _parent(ref: Any) -> ParentRef | None:
     return ParentRef(ref["q"], ref["id"], bool(ref.get("ig")))
 
 
-def to_record(job_id: bytes | str, raw: bytes | str, data: bytes | str | None) -> JobRecord:
-    """A record from its stored JSON and data."""
-    rec = orjson.loads(raw)
+def decode(raw: bytes) -> dict[str, Any]:
+    """A stored job record as a dict."""
+    if raw[:1] == b"{":
+        return cast(dict[str, Any], orjson.loads(raw))
+    return cast(dict[str, Any], msgpack.unpackb(raw))
+
+
+def to_record(job_id: bytes | str, raw: bytes, data: bytes | str | None) -> JobRecord:
+    """A record from its stored form and data."""
+    rec = decode(raw)
     get = rec.get
     parent = get("parent")
     # Positional, in JobRecord's field order: this runs for every job claimed.

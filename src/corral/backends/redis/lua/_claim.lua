@@ -264,7 +264,7 @@ local function lock_jobs(C, ids, lock_until, worker_id, reply)
   local records, locks, groups, per_group = {}, {}, {}, {}
   for i, id in ipairs(ids) do
     if stored[i] then
-      local rec = cjson.decode(stored[i])
+      local rec = decode_job(stored[i])
       local group = group_of(rec)
       groups[#groups + 1] = group
       per_group[group] = (per_group[group] or 0) + 1
@@ -273,7 +273,7 @@ local function lock_jobs(C, ids, lock_until, worker_id, reply)
       rec.lock_until = lock_until
       rec.processed_at = C.now
       rec.worker_id = worker_id
-      local raw = cjson.encode(rec)
+      local raw = encode_job(rec)
       records[#records + 1] = id
       records[#records + 1] = raw
       locks[#locks + 1] = lock_until

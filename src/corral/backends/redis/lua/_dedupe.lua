@@ -59,7 +59,7 @@ local function survivor(Q, rule, now)
   if not stored then
     return nil
   end
-  local rec = cjson.decode(stored)
+  local rec = decode_job(stored)
   if not exp and not PENDING[rec.state] then
     return nil
   end

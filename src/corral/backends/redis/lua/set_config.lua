@@ -73,7 +73,7 @@ if limits.group_concurrency then
   local counts = {}
   for _, raw in ipairs(hmget_many(Q.jobs, ids)) do
     if raw then
-      local group = group_of(cjson.decode(raw))
+      local group = group_of(decode_job(raw))
       counts[group] = (counts[group] or 0) + 1
     end
   end

@@ -177,7 +177,7 @@ local function promote_due()
     local stored = hmget_many(Q.jobs, ids)
     for i, id in ipairs(ids) do
       if stored[i] then
-        moving[#moving + 1] = {id = id, rec = cjson.decode(stored[i]), at = tonumber(due[2 * i])}
+        moving[#moving + 1] = {id = id, rec = decode_job(stored[i]), at = tonumber(due[2 * i])}
       end
     end
     batch('ZREM', Q.delayed, ids)
