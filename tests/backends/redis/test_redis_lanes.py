@@ -1,5 +1,6 @@
-"""The scripts' fast path: packed EVALSHA on connections of the backend's own, and only
-the helpers a script reaches pasted into it."""
+"""The scripts' fast path: packed FCALL of one function library (EVALSHA where Redis has
+no functions) on connections of the backend's own, and only the helpers a script reaches
+pasted into it when it runs as a script."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 
 from corral.backends.redis import RedisBackend, scripts
 from corral.backends.redis.keys import queue_keys
@@ -49,22 +51,50 @@ def test_a_script_gets_only_the_helpers_it_reaches() -> None:
 def test_the_packed_command_is_the_redis_protocol() -> None:
     src = scripts.source("counts")
     keys = src.key_names(queue_keys("q"))
+    packed_keys = b"".join(b"$%d\r\n%b\r\n" % (len(key), key.encode()) for key in keys)
+    calls = scripts.AsyncScripts(redis.asyncio.Redis())
     sha = scripts.sha1(src.text).encode()
-    expected = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n6\r\n" % (3 + len(keys), sha)
-    expected += b"".join(b"$%d\r\n%b\r\n" % (len(key), key.encode()) for key in keys)
-    assert scripts._head(src, keys) == expected
+    assert calls._head("counts", [queue_keys("q")], False) == (
+        b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n6\r\n" % (3 + len(keys), sha)
+        + packed_keys
+    )
+    function = scripts.library().function("counts").encode()
+    assert calls._head("counts", [queue_keys("q")], True) == (
+        b"*%d\r\n$5\r\nFCALL\r\n$%d\r\n%b\r\n$1\r\n6\r\n"
+        % (3 + len(keys), len(function), function) + packed_keys
+    )
     assert scripts.bulk(12) == b"$2\r\n12\r\n"
     assert scripts.bulk("é") == b"$2\r\n\xc3\xa9\r\n"
     assert scripts.bulk(b"") == b"$0\r\n\r\n"
 
 
-async def test_scripts_flushed_from_redis_are_loaded_again(
+async def test_functions_flushed_from_redis_are_loaded_again(
     backend: RedisBackend, raw: redis.Redis
 ) -> None:
     await add(backend, new_job("a"))
+    assert raw.function_list(library=scripts.library().prefix[:-1])
+    raw.function_flush()
     raw.script_flush()
     await add(backend, new_job("b"))
     assert (await backend.counts("q"))["waiting"] == 2
+
+
+async def test_without_functions_the_scripts_run_instead(
+    backend: RedisBackend, raw: redis.Redis
+) -> None:
+    # Redis 6, or an ACL without FUNCTION: the first refusal turns the client to EVALSHA.
+    raw.execute_command("ACL", "SETUSER", "nofn", "on", "nopass", "~*", "+@all", "-function")
+    try:
+        port = raw.connection_pool.connection_kwargs["port"]
+        user = RedisBackend(f"redis://nofn@127.0.0.1:{port}/0", {})
+        raw.function_flush()
+        await add(user, new_job("a"))
+        await add(user, new_job("b"))
+        assert (await user.counts("q"))["waiting"] == 2
+        assert raw.function_list() == []
+        await user.close()
+    finally:
+        raw.execute_command("ACL", "DELUSER", "nofn")
 
 
 async def test_concurrent_calls_use_connections_of_their_own(backend: RedisBackend) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ _KEYS: Final = re.compile(r"^\s*KEYS\[(\d+)\]\s+([\w-]+)", re.MULTILINE)
 _ARGV: Final = re.compile(r"^\s*ARGV\[(\d+)\]\s+(\w+)", re.MULTILINE)
 
 Arg = str | int | float | bytes
+
+log = logging.getLogger("corral")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,46 @@ def _needed(mentioned: list[str], helpers: Sequence[list[_Chunk]]) -> frozenset[
     return frozenset(needed)
 
 
+# -- one function library for a single Redis -------------------------------------------------
+#
+# A script's top level runs on every call: with the helpers settle needs, defining them
+# costs Redis more than an empty settle's own work. A Redis 7 function library runs its top
+# level once, at FUNCTION LOAD: the helpers are defined once, and each transition is a
+# function calling them. Its name carries a hash of its code, so processes of different
+# versions on one Redis each call their own.
+
+_HELPER_ORDER: Final = ("_lib", "_claim", "_events", "_dedupe", "_flows", "_workers")
+"""Every helper file, each after those it builds on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """Every transition as a function of one library: its code and the functions' names."""
+
+    code: str
+    prefix: str
+
+    def function(self, name: str) -> str:
+        """The function of transition `name`."""
+        return self.prefix + name
+
+
+@functools.cache
+def library() -> Library:
+    """The library of every transition, for FUNCTION LOAD."""
+    parts = [_read(f"{helper}.lua") for helper in _HELPER_ORDER]
+    for name in names():
+        body = _INCLUDE.sub("", _read(f"{name}.lua"))
+        parts.append(
+            f"redis.register_function('@@{name}', function(KEYS, ARGV)\n"
+            f"begin_call()\n{body}\nend)\n"
+        )
+    code = "\n".join(parts)
+    tag = sha1(code)[:16]
+    prefix = f"corral_{tag}_"
+    return Library(f"#!lua name=corral_{tag}\n" + code.replace("'@@", f"'{prefix}"), prefix)
+
+
 def names() -> list[str]:
     """Every transition script shipped (helpers excluded)."""
     folder = resources.files("corral.backends.redis").joinpath("lua")
@@ -218,7 +261,10 @@ class AsyncScripts:
         self._client = client
         self._loaded: dict[str, _AsyncScript] = {}
         self._lanes = Lanes(client) if isinstance(client, redis.asyncio.Redis) else None
-        self._heads: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._heads: dict[tuple[str, tuple[str, ...], bool], bytes] = {}
+        self._functions = True
+        """Whether to call the library's functions (False after Redis refused them: a
+        version before 7, or an ACL without FUNCTION): EVALSHA then."""
 
     async def run(self, name: str, keys: Mapping[str, str], *args: Arg) -> Any:
         """Run transition `name` on the queue whose keys these are (EVALSHA, loading the
@@ -234,16 +280,37 @@ class AsyncScripts:
             if script is None:
                 script = self._loaded[name] = self._client.register_script(src.text)
             return await script(keys=src.key_names(*queues), args=args)
+        packed_args = b"".join([bulk(arg) for arg in args])
+        if self._functions:
+            try:
+                return await self._lanes.fcall(
+                    self._head(name, queues, True) + packed_args, library().code
+                )
+            except FunctionsRefused as refused:
+                log.info("Redis refused function libraries (%s): running scripts instead",
+                         refused)
+                self._functions = False
+        return await self._lanes.evalsha(self._head(name, queues, False) + packed_args, src.text)
+
+    def _head(self, name: str, queues: Sequence[Mapping[str, str]], function: bool) -> bytes:
+        """A call of transition `name` on these queues, packed but for its arguments."""
         # Every key of a queue starts with its prefix, so its `meta` key names the queue.
-        which = (name, tuple(keys["meta"] for keys in queues))
+        which = (name, tuple(keys["meta"] for keys in queues), function)
         head = self._heads.get(which)
         if head is None:
             if len(self._heads) >= _HEADS_KEPT:
                 self._heads.clear()
-            head = self._heads[which] = _head(src, src.key_names(*queues))
-        return await self._lanes.evalsha(
-            head + b"".join([bulk(arg) for arg in args]), src.text
-        )
+            src = source(name)
+            keys = src.key_names(*queues)
+            if function:
+                called = (bulk("FCALL"), bulk(library().function(name)))
+            else:
+                called = (bulk("EVALSHA"), bulk(sha1(src.text)))
+            head = self._heads[which] = b"".join([
+                b"*%d\r\n" % (3 + len(keys) + len(src.argv)), *called, bulk(len(keys)),
+                *(bulk(key) for key in keys),
+            ])
+        return head
 
     async def command(self, *args: Arg) -> Any:
         """Run one plain command; its reply as Redis sent it (no redis-py parsing)."""
@@ -263,12 +330,8 @@ def _closed_by_server(conn: AbstractConnection) -> bool:
     return isinstance(reader, asyncio.StreamReader) and reader.at_eof()
 
 
-def _head(src: Source, keys: Sequence[str]) -> bytes:
-    """EVALSHA, the script's SHA and its keys, packed: all of a call but its arguments."""
-    parts = [b"*%d\r\n" % (3 + len(keys) + len(src.argv)), bulk("EVALSHA"),
-             bulk(sha1(src.text)), bulk(len(keys))]
-    parts.extend(bulk(key) for key in keys)
-    return b"".join(parts)
+class FunctionsRefused(Exception):
+    """Redis cannot load or call function libraries."""
 
 
 class Lanes:
@@ -326,6 +389,23 @@ class Lanes:
         except redis.exceptions.NoScriptError:
             await self.execute(_pack("SCRIPT", "LOAD", text))
             return await self.execute(packed)
+
+    async def fcall(self, packed: bytes, code: str) -> Any:
+        """Run a packed FCALL, loading the library `code` first when Redis lacks it (a
+        restart without persistence, FUNCTION FLUSH, a new version). Raises FunctionsRefused
+        when Redis cannot have function libraries."""
+        try:
+            return await self.execute(packed)
+        except redis.exceptions.ResponseError as exc:
+            if "function not found" not in str(exc).lower():
+                if "unknown command" in str(exc).lower():
+                    raise FunctionsRefused(str(exc)) from None
+                raise
+        try:
+            await self.execute(_pack("FUNCTION", "LOAD", "REPLACE", code))
+        except redis.exceptions.ResponseError as exc:
+            raise FunctionsRefused(str(exc)) from None
+        return await self.execute(packed)
 
     def _open(self) -> AbstractConnection:
         conn: AbstractConnection = self._make()

@@ -61,7 +61,9 @@ local function decode_job(raw)
   return cmsgpack.unpack(raw)
 end
 
-local encode_job = cmsgpack.pack
+local function encode_job(rec)
+  return cmsgpack.pack(rec)
+end
 
 -- Whether a stored record may hold field `name`: a look before decoding it. The key is
 -- the name after its one-byte MessagePack header (or `"<name>":` in a JSON record); a
@@ -423,6 +425,12 @@ local function count_active(Q, group, delta)
       redis.call('HDEL', Q.gactive, group)
     end
   end
+end
+
+-- What a call remembers is its own: a function library (see scripts.library) keeps its
+-- top level between calls, so each of its functions starts by forgetting it.
+local function begin_call()
+  positions_checked, known_heads, grouping, count_groups = {}, {}, {}, false
 end
 
 -- Move an active job to `completed` or `failed` at `now`; note it for retention.
