@@ -83,7 +83,7 @@ async def test_without_functions_the_scripts_run_instead(
     backend: RedisBackend, raw: redis.Redis
 ) -> None:
     # Redis 6, or an ACL without FUNCTION: the first refusal turns the client to EVALSHA.
-    raw.execute_command("ACL", "SETUSER", "nofn", "on", "nopass", "~*", "+@all", "-function")
+    raw.acl_setuser("nofn", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-function"])
     try:
         port = raw.connection_pool.connection_kwargs["port"]
         user = RedisBackend(f"redis://nofn@127.0.0.1:{port}/0", {})
@@ -94,7 +94,7 @@ async def test_without_functions_the_scripts_run_instead(
         assert raw.function_list() == []
         await user.close()
     finally:
-        raw.execute_command("ACL", "DELUSER", "nofn")
+        raw.acl_deluser("nofn")
 
 
 async def test_concurrent_calls_use_connections_of_their_own(backend: RedisBackend) -> None:
