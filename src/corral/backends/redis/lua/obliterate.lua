@@ -40,5 +40,7 @@ local active = redis.call('ZCARD', KEYS[6])
 if active > 0 and ARGV[1] ~= '1' then
   return active
 end
-redis.call('DEL', unpack(KEYS))
+-- UNLINK: Redis frees a big queue's memory in the background instead of stalling every
+-- client for seconds (a million jobs took 6 s with DEL).
+redis.call('UNLINK', unpack(KEYS))
 return 0
