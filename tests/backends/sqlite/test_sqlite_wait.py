@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
+
+import pytest
 
 from corral import clock
 from corral.backends.sqlite import SqliteBackend, notify
+from corral.backends.sqlite.filewatch import FileWatch
 from tests.backends.protocol.support import add, new_job
 from tests.backends.sqlite.sqlite_support import finish_process, go, ready, start_adder
 
@@ -120,3 +125,74 @@ async def test_a_cancelled_wait_leaves_no_waiter(backend: SqliteBackend) -> None
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     assert notify.waiting(backend.settings.path) == 0
+
+
+def commit_elsewhere(path: str) -> None:
+    """A commit that bypasses corral (so no in-process wake-up): only the poller sees it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+async def test_a_foreign_commit_wakes_without_waiting_for_a_poll(
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "QUIET_SECONDS", LONG)
+    monkeypatch.setattr(notify, "BUSY_SECONDS", 0.0)
+    await look_for_work(backend)
+    waiting = asyncio.ensure_future(timed_wait(backend))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await asyncio.to_thread(commit_elsewhere, backend.settings.path)
+    assert await waiting < 5
+
+
+async def test_a_foreign_commit_wakes_the_waiter_without_kernel_signals(
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FileWatch, "open", staticmethod(lambda path: None))
+    await look_for_work(backend)
+    waiting = asyncio.ensure_future(timed_wait(backend))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await asyncio.to_thread(commit_elsewhere, backend.settings.path)
+    assert await waiting < 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+async def test_a_waiting_poller_sleeps_between_commits(
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = 0
+    check = notify._check
+
+    def counted(watched: notify._File) -> bool | None:
+        nonlocal reads
+        # Pollers of earlier tests' files may linger: count this file's reads only.
+        reads += watched.path == backend.settings.path
+        return check(watched)
+
+    monkeypatch.setattr(notify, "_check", counted)
+    monkeypatch.setattr(notify, "BUSY_SECONDS", 0.0)
+    await look_for_work(backend)
+    await timed_wait(backend, 0.5)
+    # Polling would read about 500 times; the quiet reads come every QUIET_SECONDS.
+    assert reads < 0.5 / notify.QUIET_SECONDS * 3
+
+
+async def test_a_busy_file_is_polled(
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "QUIET_SECONDS", LONG)
+    monkeypatch.setattr(notify, "BUSY_SECONDS", LONG)
+    monkeypatch.setattr(FileWatch, "wait", lambda self, timeout: pytest.fail("slept"))
+    await look_for_work(backend)
+    waiting = asyncio.ensure_future(timed_wait(backend))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await asyncio.to_thread(commit_elsewhere, backend.settings.path)
+    assert await waiting < 5

@@ -1,12 +1,19 @@
 """`SqliteBackend`: the async face of the store.
 
-Each backend owns one thread holding its connection; every method submits one
-transition to that thread through `_call`, so the event loop never blocks on disk.
+Each backend owns one connection and one thread; a method submits one transition to
+that thread through `_call`, so the event loop never waits for a lock or a long write.
+
+The transitions on the path from an add to a job's start, a single add and a worker's
+look for work (`_call_at_once`), run on the event loop's thread instead when they need
+not wait: the connection is free and no other connection holds the write lock. Each
+takes 0.3-0.5 ms, and handing it to the thread and back took 0.15-0.3 ms more; one that
+would wait for a lock goes to the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
@@ -42,7 +49,7 @@ from corral.backends.sqlite import queues as queue_ops
 from corral.backends.sqlite import schedules as schedule_ops
 from corral.backends.sqlite import settle as worker_ops
 from corral.backends.sqlite import workers as registry_ops
-from corral.backends.sqlite.store import Settings, Store, unavailable
+from corral.backends.sqlite.store import Settings, Store, WouldWait, unavailable
 from corral.errors import BackendUnavailableError
 
 P = ParamSpec("P")
@@ -102,24 +109,55 @@ class SqliteBackend:
 
     def __init__(self, path: str, params: Mapping[str, str] | None = None) -> None:
         self.settings = Settings.parse(path, params or {})
-        self._store = Store(self.settings)
+        self._store = Store(self.settings, shared=True)
+        self._using = threading.Lock()
+        """Held while a transition runs on the connection, on the thread or the loop."""
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._closed = False
+
+    def _ready(self) -> ThreadPoolExecutor:
+        """The thread, after the checks every call makes."""
+        if self._closed:
+            raise BackendUnavailableError(f"SQLite store {self.settings.path}: closed")
+        if self._pid != os.getpid():
+            # A forked child must not touch the parent's connection or thread (nor wait
+            # for a lock that a thread of the parent held).
+            self._store, self._executor = Store(self.settings, shared=True), None
+            self._using, self._pid = threading.Lock(), os.getpid()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="corral-sqlite")
+        return self._executor
 
     async def _call(
         self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run one transition on this backend's thread."""
-        if self._closed:
-            raise BackendUnavailableError(f"SQLite store {self.settings.path}: closed")
-        if self._pid != os.getpid():
-            # A forked child must not touch the parent's connection or thread.
-            self._store, self._executor, self._pid = Store(self.settings), None, os.getpid()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="corral-sqlite")
-        call = functools.partial(fn, self._store, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        executor = self._ready()
+        call = functools.partial(self._run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    def _run(
+        self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        with self._using:
+            return fn(self._store, *args, **kwargs)
+
+    async def _call_at_once(
+        self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a short transition here, on the event loop's thread, when it need not wait;
+        else on the backend's thread."""
+        self._ready()
+        # Opening the connection checks the schema: a first call is not short.
+        if self._store.is_open and self._using.acquire(blocking=False):
+            try:
+                return self._store.at_once(fn, *args, **kwargs)
+            except WouldWait:
+                pass
+            finally:
+                self._using.release()
+        return await self._call(fn, *args, **kwargs)
 
     async def ping(self) -> bool:
         """True when the database answers."""
@@ -133,7 +171,9 @@ class SqliteBackend:
         executor, self._executor = self._executor, None
         if executor is None or self._pid != os.getpid():
             return
-        await asyncio.get_running_loop().run_in_executor(executor, self._store.close)
+        await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self._run, Store.close)
+        )
         executor.shutdown(wait=False)
 
     # -- producers ------------------------------------------------------------------------
@@ -142,6 +182,8 @@ class SqliteBackend:
         self, queue: str, jobs: Sequence[NewJob], config_version: int, now_ms: int | None
     ) -> AddResult:
         """Write all jobs in one transaction; an id still stored returns that job unchanged."""
+        if len(jobs) == 1:
+            return await self._call_at_once(job_ops.add, queue, jobs, config_version, now_ms)
         return await self._call(job_ops.add, queue, jobs, config_version, now_ms)
 
     async def add_flow(
@@ -182,9 +224,10 @@ class SqliteBackend:
         now_ms: int | None,
     ) -> SettleResult:
         """Apply finished attempts (checking tokens), promote due jobs, claim up to `claim`."""
-        return await self._call(
-            worker_ops.settle, queue, outcomes, claim, lock_ms, worker_id, now_ms
-        )
+        # A look for work, what an idle worker does when woken, is the short one; the
+        # outcomes of finished jobs are written on the thread while the jobs' loop runs.
+        call = self._call if outcomes else self._call_at_once
+        return await call(worker_ops.settle, queue, outcomes, claim, lock_ms, worker_id, now_ms)
 
     async def recover_stalled(
         self, queue: str, max_stalled_count: int, now_ms: int | None
@@ -205,7 +248,11 @@ class SqliteBackend:
                 return
             remaining = deadline - clock.monotonic()
             if remaining > 0:
-                await asyncio.wait([waiter.future], timeout=remaining)
+                # Awaited directly: the wake-up reaches this task a loop turn sooner than
+                # through asyncio.wait.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await waiter.future
         finally:
             notify.unregister(waiter)
             waiter.future.cancel()

@@ -107,16 +107,22 @@ def settle(
     Also reports the schedules due (a few, earliest first) without firing them, and
     counts the schedules' next runs in `next_due_ms` (a due one makes it <= now).
     """
-    looked = None
-    if not outcomes:
-        # Idle workers wake on every commit to the file; most find nothing to do, and a
-        # read answers that without queueing for the write lock.
-        looked = store.run(lambda conn: _look(conn, queue, claim, now_ms), write=False)
-    if looked is None:
+    if outcomes:
         looked = store.run(
             lambda conn: _settle(conn, queue, outcomes, claim, lock_ms, worker_id, now_ms),
             write=True,
             queue=queue,
+        )
+    else:
+        # Idle workers wake on every commit to the file and most find nothing to do: a
+        # lazy write answers that without queueing for the write lock, and claims what
+        # it finds in the same transaction, the first step of a job's start.
+        looked = store.run(
+            lambda conn: _look(conn, queue, claim, now_ms)
+            or _settle(conn, queue, outcomes, claim, lock_ms, worker_id, now_ms),
+            write=True,
+            queue=queue,
+            lazy=True,
         )
     result, version = looked
     if claim > 0:

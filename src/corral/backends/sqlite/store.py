@@ -85,6 +85,11 @@ def is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+class WouldWait(Exception):
+    """A transition run `at_once` found the database locked by another connection; it
+    changed nothing."""
+
+
 def unavailable(settings: Settings, exc: BaseException) -> BackendUnavailableError:
     """The error a caller sees when the database file fails us."""
     return BackendUnavailableError(f"SQLite store {settings.path}: {exc}")
@@ -144,6 +149,7 @@ class Store:
         self.seen: dict[str, tuple[int, int]] = {}
         self._shared = shared
         self._conn: Connection | None = None
+        self._at_once = False
 
     def run(
         self,
@@ -152,22 +158,34 @@ class Store:
         write: bool,
         queue: str | None = None,
         notify_waiters: bool = True,
+        lazy: bool = False,
     ) -> T:
         """Run `body` in one transaction, retrying while the database is busy.
 
         A write that changed rows of `queue` wakes this process's waiters on it, unless
         `notify_waiters` is False (changes that bring no work, such as progress), and
         always this process's readers of its events; so do the queues it `touch`ed.
+
+        A `lazy` write mostly only reads: it takes the write lock at its first change
+        rather than at its start, so that it costs a reader's transaction when it changes
+        nothing. SQLite refuses that upgrade at once when another connection wrote since
+        the transaction began reading, or writes now: the body then runs again at once
+        as a plain write, which waits for the lock.
         """
         started: float | None = None
         attempt = 0
         while True:
             try:
-                return self._attempt(body, write, queue, notify_waiters)
+                return self._attempt(body, write, queue, notify_waiters, lazy)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     self._drop()
                     raise unavailable(self.settings, exc) from exc
+                if lazy:
+                    lazy = False
+                    continue
+                if self._at_once:
+                    raise WouldWait from exc
                 now = clock.monotonic()
                 started = now if started is None else started
                 if now - started > self.settings.retry_budget:
@@ -186,11 +204,12 @@ class Store:
         write: bool,
         queue: str | None,
         notify_waiters: bool,
+        lazy: bool = False,
     ) -> T:
         conn = self.connection()
         before = conn.total_changes
         conn.touched.clear()
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.execute("BEGIN IMMEDIATE" if write and not lazy else "BEGIN")
         try:
             result = body(conn)
             conn.execute("COMMIT")
@@ -226,6 +245,27 @@ class Store:
                 raise
             self._conn = conn
         return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is open (opening it may take a while: schema checks)."""
+        return self._conn is not None
+
+    def at_once(
+        self, fn: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a transition on the open connection without ever waiting for a lock: should
+        the database be locked, raise WouldWait, having changed nothing."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("PRAGMA busy_timeout = 0")
+        self._at_once = True
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            self._at_once = False
+            if self._conn is conn:  # else a failure closed it
+                conn.execute(f"PRAGMA busy_timeout = {round(self.settings.busy_timeout * 1000)}")
 
     def open(self) -> None:
         """Open the connection (creating the file and schema) unless it is open."""
