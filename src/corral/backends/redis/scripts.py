@@ -1,4 +1,5 @@
-"""The Lua transitions: read once from package data, shared helpers pasted in, headers read.
+"""The Lua transitions: read once from package data, shared helpers pasted in, headers read;
+on a single Redis they run as the functions of one library (see `library`).
 
 Each `lua/<name>.lua` opens with a header naming every `KEYS[i]` (a part of the queue's
 key space, see `keys.PARTS`) and `ARGV[i]`. The loader takes the key order from that
@@ -157,7 +158,8 @@ def _needed(mentioned: list[str], helpers: Sequence[list[_Chunk]]) -> frozenset[
 # costs Redis more than an empty settle's own work. A Redis 7 function library runs its top
 # level once, at FUNCTION LOAD: the helpers are defined once, and each transition is a
 # function calling them. Its name carries a hash of its code, so processes of different
-# versions on one Redis each call their own.
+# versions on one Redis each call their own (an earlier version's library stays loaded,
+# ~100 KB, until `FUNCTION DELETE corral_<hash>`).
 
 _HELPER_ORDER: Final = ("_lib", "_claim", "_events", "_dedupe", "_flows", "_workers")
 """Every helper file, each after those it builds on."""
@@ -251,10 +253,10 @@ class AsyncScripts:
     """The scripts of one async client, each loaded once and then called by SHA.
 
     On a single Redis (not a cluster) the calls skip redis-py's command machinery, which
-    costs more than the round trip itself: each EVALSHA is sent as bytes packed here, its
-    head (the SHA and every key) packed once per script and queue, on connections of
-    this object's own (`Lanes`). A cluster client routes by key, so it runs the scripts
-    through redis-py.
+    costs more than the round trip itself: each FCALL (or EVALSHA) is sent as bytes packed
+    here, its head (the function or SHA, and every key) packed once per transition and
+    queue, on connections of this object's own (`Lanes`). A cluster client routes by key,
+    so it runs the scripts through redis-py.
     """
 
     def __init__(self, client: _AsyncRegistrar) -> None:
@@ -267,8 +269,8 @@ class AsyncScripts:
         version before 7, or an ACL without FUNCTION): EVALSHA then."""
 
     async def run(self, name: str, keys: Mapping[str, str], *args: Arg) -> Any:
-        """Run transition `name` on the queue whose keys these are (EVALSHA, loading the
-        script when Redis lacks it)."""
+        """Run transition `name` on the queue whose keys these are (FCALL, or EVALSHA where
+        Redis refuses functions; loading the library or script when Redis lacks it)."""
         return await self.run_over(name, (keys,), *args)
 
     async def run_over(self, name: str, queues: Sequence[Mapping[str, str]], *args: Arg) -> Any:
