@@ -19,17 +19,21 @@ from typing import TextIO
 import corral
 
 
-def recording_worker(url: str, queue_name: str, record: TextIO) -> corral.Worker:
+def recording_worker(
+    url: str, queue_name: str, record: TextIO, pause: float = 0.0
+) -> corral.Worker:
     async def process(job: corral.Job) -> None:
         record.write(job.id + "\n")
         record.flush()
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
 
     return corral.Worker(queue_name, process, url=url, concurrency=10)
 
 
 async def burst(url: str, queue_name: str, record: TextIO) -> int:
-    worker = recording_worker(url, queue_name, record)
+    # Jobs that take a few ms each: one process alone needs about a second for them all,
+    # longer than the others take to start, so the test sees them share the work.
+    worker = recording_worker(url, queue_name, record, pause=0.005)
     try:
         return await worker.run(burst=True)
     finally:
