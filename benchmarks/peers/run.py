@@ -348,12 +348,22 @@ def medians(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, An
     return out
 
 
-def cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -> str:
+def measured(
+    m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str
+) -> dict[str, Any] | str:
+    """The medians of a cell, or the cell's text when it has none (not run, or failed)."""
     got = m.get((system, workload))
     if got is None:
         return "-"
     if "value" not in got:
         return f"n/a ({got['note']})"
+    return got
+
+
+def cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -> str:
+    got = measured(m, system, workload)
+    if isinstance(got, str):
+        return got
     if workload in ("latency", "delayed"):
         text = f"{got['p50_ms']:.2f} / {got['p99_ms']:.2f}"
         return text + (f", {got['early']:.0f} early" if workload == "delayed" else "")
@@ -365,11 +375,9 @@ def cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -
 
 
 def cpu_cell(m: dict[tuple[str, str], dict[str, Any]], system: str, workload: str) -> str:
-    got = m.get((system, workload))
-    if got is None:
-        return "-"
-    if "value" not in got:
-        return f"n/a ({got['note']})"
+    got = measured(m, system, workload)
+    if isinstance(got, str):
+        return got
     if "redis_cpu_us_per_job" not in got:
         return "-"
     base = m.get((REFERENCES[0], workload), {}).get("redis_cpu_us_per_job")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import corral
+from corral.options import LIBRARY_DEFAULTS
 from corral.testing import VirtualClock
 
 from .support import WorkerFactory, WorkerStarter, hold_active, stored
@@ -344,6 +345,46 @@ async def test_a_default_delay_applies_unless_the_job_has_timing_of_its_own(
     # A job that sets the defaults' own values stores what one that sets nothing does.
     same = await queue.add("m", {}, priority=2)
     assert (await stored(queue, same.id)).options == (await stored(queue, plain.id)).options
+
+
+async def test_the_job_add_returns_is_the_job_stored(queue: corral.Queue) -> None:
+    await queue.configure(defaults=corral.JobOptions(attempts=3))
+    jobs = [
+        await queue.add("m", {"a": 1}),
+        await queue.add("m", [1, 2], delay=90, tags=["t"], group="g", priority=-2),
+        await queue.add("m", None, run_at=START + timedelta(hours=1), lifo=True,
+                        remove_on_complete=5, backoff=corral.Backoff.exponential(2)),
+        *await queue.add_bulk([corral.JobSpec("m", {"b": 2}, delay=10, timeout=3)]),
+    ]
+    for job in jobs:
+        assert job.to_json() == (await stored(queue, job.id)).to_json()
+
+
+async def test_a_job_stores_only_the_options_that_differ_from_the_defaults(
+    queue: corral.Queue,
+) -> None:
+    plain = await queue.add("m", {})
+    own = await queue.add("m", {}, attempts=3, remove_on_complete=1000)  # 1000: the default
+    records = [await queue.backend.get_job(queue.name, job.id) for job in (plain, own)]
+    assert [record.options for record in records if record] == ["{}", '{"attempts":3}']
+    effective = (await stored(queue, own.id)).options
+    assert (effective.attempts, effective.remove_on_complete) == (3, corral.Keep(count=1000))
+    assert effective.to_json() == {
+        **corral.JobOptions(**LIBRARY_DEFAULTS).to_json(), "attempts": 3,
+    }
+
+
+async def test_generated_ids_sort_by_when_they_were_made(
+    queue: corral.Queue, clock: VirtualClock
+) -> None:
+    made = []
+    for _ in range(6):
+        made.append((await queue.add("m", {})).id)
+        await clock.advance(0.002)
+    made += [job.id for job in await queue.add_bulk([corral.JobSpec("m", {})] * 2)]
+    assert made[:6] == sorted(made[:6])
+    assert all(len(job_id) == 32 and int(job_id, 16) >= 0 for job_id in made)
+    assert len(set(made)) == len(made)
 
 
 # -- add_bulk ------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 import corral
 from corral.errors import InvalidOptionError
 from corral.options import (
+    LIBRARY_DEFAULTS,
     Backoff,
     JobOptions,
     Keep,
@@ -19,6 +21,7 @@ from corral.options import (
     check_label,
     check_queue_name,
     parse_duration,
+    stored_options,
 )
 
 # -- parse_duration ------------------------------------------------------------------------
@@ -256,3 +259,18 @@ def test_job_spec_takes_add_options() -> None:
     assert (spec.options.delay, spec.options.attempts) == (5, 2)
     with pytest.raises(InvalidOptionError):
         corral.JobSpec("", {})
+
+
+def test_stored_options_leave_out_the_library_defaults() -> None:
+    defaults = dict(LIBRARY_DEFAULTS)
+    assert stored_options(defaults) == "{}"
+    own = stored_options({**defaults, "attempts": 4, "tags": ("a",)})
+    assert orjson.loads(own) == {"attempts": 4, "tags": ["a"]}
+    expected = JobOptions(**{**defaults, "attempts": 4, "tags": ["a"]})
+    assert JobOptions.from_stored(own) == expected
+
+
+def test_options_stored_in_full_by_an_earlier_version_read_the_same() -> None:
+    full = orjson.dumps(JobOptions(**{**LIBRARY_DEFAULTS, "attempts": 2}).to_json()).decode()
+    compact = stored_options({**LIBRARY_DEFAULTS, "attempts": 2})
+    assert JobOptions.from_stored(full) == JobOptions.from_stored(compact)

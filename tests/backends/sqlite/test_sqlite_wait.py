@@ -137,19 +137,25 @@ def commit_elsewhere(path: str) -> None:
         conn.close()
 
 
-@pytest.mark.parametrize("signals", [
-    pytest.param(True, marks=pytest.mark.skipif(
+@pytest.mark.parametrize("mode", [
+    # asleep on the kernel's signal, which must wake it before any read
+    pytest.param("signal", marks=pytest.mark.skipif(
         not sys.platform.startswith("linux"), reason="inotify is Linux's")),
-    False,
+    "no signals",  # where the kernel gives none: polling
+    "busy",  # a file that changed lately is polled, never slept on
 ])
 async def test_a_foreign_commit_wakes_the_waiter(
-    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch, signals: bool
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    if signals:  # asleep on the kernel's signal, which must wake it before any poll
+    if mode == "signal":
         monkeypatch.setattr(notify, "QUIET_SECONDS", LONG)
         monkeypatch.setattr(notify, "BUSY_SECONDS", 0.0)
-    else:
+    elif mode == "no signals":
         monkeypatch.setattr(FileWatch, "open", staticmethod(lambda path: None))
+    else:
+        monkeypatch.setattr(notify, "QUIET_SECONDS", LONG)
+        monkeypatch.setattr(notify, "BUSY_SECONDS", LONG)
+        monkeypatch.setattr(FileWatch, "wait", lambda self, timeout: pytest.fail("slept"))
     await look_for_work(backend)
     waiting = asyncio.ensure_future(timed_wait(backend))
     await asyncio.sleep(0.05)
@@ -177,17 +183,3 @@ async def test_a_waiting_poller_sleeps_between_commits(
     await timed_wait(backend, 0.5)
     # Polling would read about 500 times; the quiet reads come every QUIET_SECONDS.
     assert reads < 0.5 / notify.QUIET_SECONDS * 3
-
-
-async def test_a_busy_file_is_polled(
-    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(notify, "QUIET_SECONDS", LONG)
-    monkeypatch.setattr(notify, "BUSY_SECONDS", LONG)
-    monkeypatch.setattr(FileWatch, "wait", lambda self, timeout: pytest.fail("slept"))
-    await look_for_work(backend)
-    waiting = asyncio.ensure_future(timed_wait(backend))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
-    await asyncio.to_thread(commit_elsewhere, backend.settings.path)
-    assert await waiting < 5

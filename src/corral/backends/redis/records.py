@@ -84,11 +84,9 @@ def to_record(job_id: bytes | str, raw: bytes, data: bytes | str | None) -> JobR
     )
 
 
-def created(job: NewJob, state: bytes | str, now: int) -> JobRecord:
-    """The record of a job add.lua has just written, from what the caller sent it."""
-    run_at = job.run_at_ms
-    if job.delay_ms:
-        run_at = now + job.delay_ms
+def created(job: NewJob, state: bytes | str, run_at: int | None, now: int) -> JobRecord:
+    """The record of a job add.lua has just written: what the caller sent it, with the
+    state and run_at the script gave it."""
     return JobRecord(
         job.id, job.name, job.data, job.options, _STATES[text(state)], job.priority, 0, 0,
         None, None, None, None, now, None, None, run_at, job.tags, job.group,
@@ -101,7 +99,7 @@ def added(jobs: Sequence[NewJob], reply: Sequence[Any], now: int) -> list[tuple[
     out = []
     for job, i in zip(jobs, range(1, len(reply), 4), strict=True):
         if reply[i]:
-            out.append((created(job, reply[i + 2], now), True))
+            out.append((created(job, reply[i + 2], _int(reply[i + 3]), now), True))
         else:
             out.append((to_record(reply[i + 1], reply[i + 2], reply[i + 3]), False))
     return out

@@ -25,9 +25,9 @@
 
   Output:
     {summary, created, id, x, y, ...}: summary is JSON {now, stale}; then per job in input
-    order either 1 (written), its id, its state and nil (the caller knows the rest of a new
-    job: sending its record back would cost more than writing it), or 0 (an id still stored,
-    or a dedupe survivor), that job's id, record and data.
+    order either 1 (written), its id, its state and its run_at (or nil: the caller knows
+    the rest of a new job, and sending its record back would cost more than writing it),
+    or 0 (an id still stored, or a dedupe survivor), that job's id, record and data.
     Stale settings: {summary} alone, nothing written.
 
   Wakes: the marker, when a job was written.
@@ -61,7 +61,7 @@ for index, job in ipairs(jobs) do
   if created == 1 then
     local run_at = due_at(job, now)
     reply[#reply + 1] = (run_at and run_at > now) and 'delayed' or 'waiting'
-    reply[#reply + 1] = false
+    reply[#reply + 1] = run_at or false
   else
     reply[#reply + 1] = raw
     reply[#reply + 1] = data
